@@ -1,0 +1,29 @@
+# `make demo` and `make test` work on a fresh clone: each creates .venv if missing and installs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vild-installed
+OPENCV := $(shell sed -n 's/^OPENCV = "\(.*\)"/\1/p' setup.py)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# lvis and tf-models-official each bring an OpenCV package owning cv2/: the headless one
+	# goes last so a machine without libGL still imports cv2.
+	$(PY) -m pip install --quiet --force-reinstall --no-deps opencv-python-headless==$(OPENCV)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,43 @@
+"""Packaging for vild: open-vocabulary detection by Vision and Language knowledge Distillation.
+
+The pins are a set measured to install and import together on Python 3.11 (see README,
+"Installation notes"). tf-models-official 2.20.0 needs tensorflow ~= 2.20.0; numpy stays below
+2.4 and Pillow below 13 for official.vision; absl-py stays on 1.x.
+"""
+import setuptools
+
+OPENCV = "5.0.0.93"
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.20.0",
+    "tf-keras==2.20.1",
+    "tf-models-official==2.20.0",
+    "tensorflow-text==2.20.1",
+    "numpy==2.3.5",
+    "pillow==12.3.0",
+    "pycocotools==2.0.11",
+    "lvis==0.5.3",
+    "gin-config==0.5.0",
+    "absl-py==1.4.0",
+    "safetensors==0.8.0",
+    # lvis asks for opencv-python and tf-models-official for opencv-python-headless; both own
+    # cv2/. Pinning both to one release keeps the shared files identical; `make install`
+    # reinstalls the headless build last so its binary is the one on disk.
+    f"opencv-python-headless=={OPENCV}",
+    f"opencv-python=={OPENCV}",
+]
+
+setuptools.setup(
+    name="vild",
+    version="0.1.0",
+    description="ViLD: open-vocabulary object detection via vision and language knowledge "
+    "distillation, in TensorFlow on the Model Garden's official.vision.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["vild", "vild.*"]),
+    package_data={"vild": ["data/splits/*.json"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest==9.2.0"]},
+)

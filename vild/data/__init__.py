@@ -1,0 +1,1 @@
+"""Data for vild: training targets, input pipelines, dataset conversion and generated worlds."""

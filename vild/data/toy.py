@@ -1,0 +1,52 @@
+"""Tiny generated scenes (coloured squares and discs) for smoke tests and the quick demo.
+
+Class k (1-based) is `TOY_CATEGORIES[k - 1]`, a (colour, shape) pair, so category names mean
+something to a text encoder. The richer synthetic open-vocabulary world lives in
+`vild.data.synthetic`; this module stays minimal and dependency-free.
+"""
+import itertools
+from typing import Dict, Tuple
+
+import numpy as np
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (40, 70, 220)}
+SHAPES = ("square", "disc")
+TOY_CATEGORIES = tuple(f"{c} {s}" for s, c in itertools.product(SHAPES, COLOURS))
+
+
+def toy_scene(seed: int, size: Tuple[int, int] = (128, 128),
+              num_objects: int = 3) -> Dict[str, np.ndarray]:
+  """One scene: image [H, W, 3] uint8, boxes [N, 4] pixel yxyx, classes [N] 1-based,
+  masks [N, H, W] float32 (visible part of each object; later objects occlude earlier ones)."""
+  rng = np.random.default_rng(seed)
+  height, width = size
+  image = rng.integers(90, 140, size=(height, width, 3)).astype(np.uint8)
+  yy, xx = np.mgrid[:height, :width]
+  masks, classes = [], []
+  for _ in range(num_objects):
+    k = int(rng.integers(len(TOY_CATEGORIES)))
+    colour, shape = TOY_CATEGORIES[k].split(" ")
+    side = int(rng.integers(min(size) // 6, min(size) // 2.5))
+    y0 = int(rng.integers(0, height - side))
+    x0 = int(rng.integers(0, width - side))
+    if shape == "square":
+      mask = (yy >= y0) & (yy < y0 + side) & (xx >= x0) & (xx < x0 + side)
+    else:
+      r = side / 2.0
+      mask = (yy - (y0 + r)) ** 2 + (xx - (x0 + r)) ** 2 <= r * r
+    image[mask] = COLOURS[colour]
+    for earlier in masks:
+      earlier &= ~mask
+    masks.append(mask)
+    classes.append(k + 1)
+  keep = [i for i, m in enumerate(masks) if m.sum() > 16]
+  masks = [masks[i] for i in keep]
+  boxes = np.array([_mask_box(m) for m in masks], np.float32).reshape(-1, 4)
+  return {"image": image, "boxes": boxes, "classes": np.array([classes[i] for i in keep],
+                                                              np.int32),
+          "masks": np.array(masks, np.float32).reshape(-1, height, width)}
+
+
+def _mask_box(mask: np.ndarray):
+  ys, xs = np.nonzero(mask)
+  return [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]

@@ -1,0 +1,1 @@
+"""Training: the loss-and-gradient step, optimisers and the trainer loop."""

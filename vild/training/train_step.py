@@ -1,0 +1,57 @@
+"""One ViLD training step: forward pass, loss terms, gradients, update.
+
+The step is plain TensorFlow so a trainer can wrap it in `tf.function` and `strategy.run`.
+Following the Model Garden convention, the loss is divided by the number of replicas before
+differentiation and gradients are summed across replicas by the optimizer.
+"""
+from typing import Dict, Mapping, Optional
+
+import tensorflow as tf
+import tf_keras
+
+from vild import losses as losses_lib
+from vild.modeling import vild_model
+
+
+def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
+            training: bool, text_embeddings: Optional[tf.Tensor] = None) -> Dict:
+  """Calls the model with the input pipeline's labels (see vild.data.targets)."""
+  return model(
+      images,
+      image_shape=labels["image_info"][:, 1, :],
+      anchor_boxes=labels.get("anchor_boxes"),
+      gt_boxes=labels.get("gt_boxes"),
+      gt_classes=labels.get("gt_classes"),
+      gt_masks=labels.get("gt_masks"),
+      distill_rois=labels.get("distill_rois") if training else None,
+      text_embeddings=text_embeddings,
+      training=training)
+
+
+def compute_losses(model: vild_model.ViLDModel, loss_fn: losses_lib.ViLDLoss,
+                   images: tf.Tensor, labels: Mapping,
+                   text_embeddings: Optional[tf.Tensor] = None,
+                   class_mask: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+  """Loss terms of a training forward pass; 'total_loss' adds the model's regularisers."""
+  outputs = forward(model, images, labels, training=True, text_embeddings=text_embeddings)
+  terms = loss_fn(outputs, labels, class_mask=class_mask)
+  regularization = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+  terms["total_loss"] = terms["model_loss"] + tf.cast(regularization, tf.float32)
+  return terms
+
+
+def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optimizer,
+               loss_fn: losses_lib.ViLDLoss, images: tf.Tensor, labels: Mapping,
+               text_embeddings: Optional[tf.Tensor] = None,
+               class_mask: Optional[tf.Tensor] = None,
+               trainable_variables=None) -> Dict[str, tf.Tensor]:
+  """Runs one optimisation step; returns the loss terms (before the replica division)."""
+  variables = trainable_variables if trainable_variables is not None else (
+      model.trainable_variables)
+  num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  with tf.GradientTape() as tape:
+    terms = compute_losses(model, loss_fn, images, labels, text_embeddings, class_mask)
+    scaled_loss = terms["total_loss"] / num_replicas
+  gradients = tape.gradient(scaled_loss, variables)
+  optimizer.apply_gradients(zip(gradients, variables))
+  return terms
