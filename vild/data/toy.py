@@ -50,3 +50,30 @@ def toy_scene(seed: int, size: Tuple[int, int] = (128, 128),
 def _mask_box(mask: np.ndarray):
   ys, xs = np.nonzero(mask)
   return [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
+
+
+def toy_batch(seeds, size: Tuple[int, int] = (128, 128), num_objects: int = 3,
+              num_distill_rois: int = 0, embedding_dim: int = 0):
+  """(images, labels) for a batch of toy scenes, in the input pipeline's layout.
+
+  With `num_distill_rois` > 0 the labels also hold distill_rois [B, M, 4] (the objects' boxes
+  first, then -1 padding) and random distill_features [B, M, embedding_dim].
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from official.vision.ops import preprocess_ops  # pylint: disable=g-import-not-at-top
+  from vild.data import targets  # pylint: disable=g-import-not-at-top
+  scenes = [toy_scene(s, size, num_objects) for s in seeds]
+  images = tf.stack([preprocess_ops.normalize_image(tf.constant(s["image"])) for s in scenes])
+  labels = targets.stack_labels([
+      targets.build_training_labels(size, s["boxes"], s["classes"], s["masks"])
+      for s in scenes])
+  if num_distill_rois:
+    rois = -np.ones((len(scenes), num_distill_rois, 4), np.float32)
+    for i, s in enumerate(scenes):
+      n = min(len(s["boxes"]), num_distill_rois)
+      rois[i, :n] = s["boxes"][:n]
+    rng = np.random.default_rng(0)
+    labels["distill_rois"] = tf.constant(rois)
+    labels["distill_features"] = tf.constant(
+        rng.normal(size=(len(scenes), num_distill_rois, embedding_dim)).astype(np.float32))
+  return images, labels

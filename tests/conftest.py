@@ -1,0 +1,31 @@
+"""Shared test set-up: quiet TensorFlow, absl flags parsed, a clean gin config per test."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gin  # noqa: E402
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+# absl would otherwise reject pytest's own command-line options.
+flags.FLAGS.mark_as_parsed()
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_GIN = os.path.join(REPO, "configs", "tiny", "vild_tiny.gin")
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+@pytest.fixture
+def tiny_gin():
+  """Parses the tiny model config; returns a function that adds more bindings."""
+  gin.parse_config_file(TINY_GIN)
+
+  def bind(*bindings):
+    gin.parse_config(list(bindings))
+  return bind
