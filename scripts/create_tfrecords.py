@@ -7,7 +7,7 @@ r"""Converts an LVIS v1 or COCO instances JSON and its images to sharded ViLD TF
   python scripts/create_tfrecords.py --annotations=lvis_v1_val.json --image_root=coco/ \
       --output_dir=tfrecords/lvis --name=val --split=lvis_rare
 
-Writes {output_dir}/{name}-NNNNN-of-NNNNN.tfrecord and {name}-report.json (what was dropped,
+Writes {output_dir}/{name}-NNNNN-of-NNNNN.tfrecord and {name}.report.json (what was dropped,
 missing or unreadable). Re-running skips finished shards. See vild.data.conversion.
 """
 from absl import app

@@ -103,8 +103,11 @@ def test_base_only_conversion_counts_and_records(tiny_lvis):
   assert [m["id"] for m in report["missing_images"]] == [3]
   assert [u["id"] for u in report["unreadable_images"]] == [4]
   assert report["num_images_written"] == 2
-  with open(out / "train-report.json") as f:
+  with open(out / "train.report.json") as f:
     assert json.load(f)["dropped_novel"] == 1
+  # The usual glob of shards matches shards only.
+  assert [os.path.basename(f) for f in sorted(tf.io.gfile.glob(str(out / "train-*")))] == [
+      "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
 
   first, second = _read_records(out, "train")
   assert first["source_id"].numpy() == b"1"
@@ -133,7 +136,7 @@ def test_too_many_missing_images_fails_with_report(tiny_lvis):
   annotations, root, out = tiny_lvis
   with pytest.raises(conversion.ConversionError, match="missing or unreadable"):
     conversion.convert(annotations, root, str(out), "train", max_missing_fraction=0.0)
-  with open(out / "train-report.json") as f:
+  with open(out / "train.report.json") as f:
     report = json.load(f)
   assert report["status"].startswith("failed")
   assert [m["id"] for m in report["missing_images"]] == [3]

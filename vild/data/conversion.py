@@ -10,7 +10,7 @@ What ViLD needs beyond a plain COCO converter:
 
 Nothing is dropped silently. Degenerate boxes (no area inside the image), novel and out-of-split
 annotations are counted per reason; missing and unreadable images are listed. Everything goes to
-`{output_dir}/{name}-report.json`, and the run fails when more than `max_missing_fraction` of
+`{output_dir}/{name}.report.json`, and the run fails when more than `max_missing_fraction` of
 the images are missing or unreadable. Shard writing is `vild.data.shards` (parallel, resumable,
 atomic).
 """
@@ -216,7 +216,7 @@ def convert(annotations_path: str, image_root: str, output_dir: str, name: str,
             split: str = "lvis_rare", base_only: bool = False, include_masks: bool = True,
             num_shards: int = 0, num_workers: int = 1,
             max_missing_fraction: float = 0.0) -> dict:
-  """Converts one annotation file; returns the report (also written to {name}-report.json).
+  """Converts one annotation file; returns the report (also written to {name}.report.json).
 
   Args:
     annotations_path: LVIS v1 or COCO instances JSON.
@@ -255,7 +255,7 @@ def convert(annotations_path: str, image_root: str, output_dir: str, name: str,
       **counts,
       "missing_images": missing,
   }
-  report_path = os.path.join(output_dir, f"{name}-report.json")
+  report_path = os.path.join(output_dir, f"{name}.report.json")
   os.makedirs(output_dir, exist_ok=True)
   _check_missing(report, report_path, len(missing), max_missing_fraction)
 
