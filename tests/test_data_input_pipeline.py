@@ -182,8 +182,27 @@ def test_seeded_pipeline_is_deterministic(small_gin, tmp_path):
   assert labels["gt_masks"].shape[:2] == (2, 16)  # tiny gin: 16 instances
 
 
-def test_bad_output_size_and_missing_files_fail_clearly(tmp_path):
+def test_bad_inputs_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match="multiple of 64"):
     input_pipeline.Parser(VOCAB, True, output_size=(100, 100))
+  no_masks = _record()
+  example = tf.train.Example.FromString(no_masks)
+  del example.features.feature["image/object/mask"]
+  with pytest.raises(tf.errors.InvalidArgumentError, match="include_mask"):
+    _parser()(tf.constant(example.SerializeToString()), tf.constant([0, 0], tf.int64))
   with pytest.raises(ValueError, match="matches no files"):
     input_pipeline.build_dataset(str(tmp_path / "none-*.tfrecord"), VOCAB, is_training=True)
+
+
+def test_each_input_pipeline_reads_its_own_shards(small_gin, tmp_path):
+  for shard in range(2):
+    with tf.io.TFRecordWriter(str(tmp_path / f"val-{shard}.tfrecord")) as writer:
+      for i in range(2):
+        writer.write(_record(source_id=10 * shard + i))
+  small_gin("Parser.output_size = (64, 96)")
+  context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                       num_replicas_in_sync=2)
+  dataset = input_pipeline.build_dataset(str(tmp_path / "val-*"), VOCAB, is_training=False,
+                                         batch_size=4, input_context=context)
+  ids = [labels["groundtruths"]["source_id"].numpy().tolist() for _, labels in dataset]
+  assert ids == [[10, 11]]  # the second shard only, in per-replica batches of 2

@@ -107,7 +107,9 @@ class Parser:
     keep = tf.where(keep)[:, 0]
     classes = tf.gather(classes, keep)
     boxes = tf.gather(data["groundtruth_boxes"], keep)
-    masks = tf.gather(data["groundtruth_instance_masks"], keep) if self.include_mask else None
+    masks = None
+    if self.include_mask:
+      masks = tf.gather(_checked_masks(data), keep)
     rois = data.get("distill_rois")
 
     flip_seed, jitter_seed, label_seed = tf.unstack(
@@ -170,13 +172,27 @@ class Parser:
     return image, labels
 
 
+def _checked_masks(data):
+  """The decoded masks, after checking that there is one per box."""
+  masks = data["groundtruth_instance_masks"]
+  check = tf.debugging.Assert(
+      tf.equal(tf.shape(masks)[0], tf.shape(data["groundtruth_boxes"])[0]),
+      ["A record has no instance mask (image/object/mask) for some boxes; convert with "
+       "masks (create_tfrecords --include_masks) or set Parser.include_mask = False. "
+       "source_id:", data["source_id"]])
+  with tf.control_dependencies([check]):
+    return tf.identity(masks)
+
+
 @gin.configurable
 def build_dataset(file_pattern: Union[str, Sequence[str]],
                   vocabulary: Union[vocabulary_lib.Vocabulary, str],
                   is_training: bool, batch_size: int = 2, seed: Optional[int] = None,
                   shuffle_buffer_size: int = 256, cycle_length: int = 8,
                   repeat_factor_threshold: Optional[float] = None,
-                  drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+                  drop_remainder: Optional[bool] = None,
+                  input_context: Optional[tf.distribute.InputContext] = None
+                  ) -> tf.data.Dataset:
   """Batches of (images [B, H, W, 3], labels) from TFRecords; see the module docstring.
 
   Args:
@@ -189,6 +205,8 @@ def build_dataset(file_pattern: Union[str, Sequence[str]],
     cycle_length: shards read in parallel.
     repeat_factor_threshold: t of Repeat Factor Sampling (paper 0.001); None: off.
     drop_remainder: default True for training (static batch size), False for evaluation.
+    input_context: from `strategy.distribute_datasets_from_function`: each input pipeline
+      reads its own share of the shards, and `batch_size` is the global batch size.
   """
   if isinstance(vocabulary, str):
     vocabulary = vocabulary_lib.load_vocabulary(vocabulary)
@@ -198,6 +216,15 @@ def build_dataset(file_pattern: Union[str, Sequence[str]],
   parser = Parser(vocabulary=vocabulary, is_training=is_training)
 
   records = tf.data.Dataset.from_tensor_slices(files)
+  if input_context:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if input_context.num_input_pipelines > 1:
+      if len(files) < input_context.num_input_pipelines:
+        raise ValueError(f"{len(files)} shards for {input_context.num_input_pipelines} input "
+                         "pipelines; convert with at least one shard per input pipeline.")
+      records = records.shard(input_context.num_input_pipelines,
+                              input_context.input_pipeline_id)
+      seed += 1_000_003 * input_context.input_pipeline_id  # other augmentations per pipeline
   if is_training:
     records = records.shuffle(len(files), seed=seed).repeat()
   records = records.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
