@@ -104,15 +104,15 @@ def _add_boxes(builder, keys: Sequence[str], boxes: np.ndarray) -> None:
 
 
 def _ints(values, num: int, name: str, source) -> list:
-  values = [int(v) for v in np.asarray(values).reshape(-1)]
-  if len(values) != num:
-    raise RecordError(f"image {source}: field '{name}' has {len(values)} entries for {num} "
-                      "boxes; give one per box.")
-  return values
+  return _one_per_box(values, num, name, source, int)
 
 
 def _floats(values, num: int, name: str, source) -> list:
-  values = [float(v) for v in np.asarray(values).reshape(-1)]
+  return _one_per_box(values, num, name, source, float)
+
+
+def _one_per_box(values, num: int, name: str, source, cast) -> list:
+  values = [cast(v) for v in np.asarray(values).reshape(-1)]
   if len(values) != num:
     raise RecordError(f"image {source}: field '{name}' has {len(values)} entries for {num} "
                       "boxes; give one per box.")
