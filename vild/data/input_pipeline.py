@@ -21,6 +21,10 @@ crop/pad to the output size, and one horizontal flip decision for image, boxes, 
 RoIs. Annotations whose category is not in the vocabulary are dropped (so base-only training
 needs only a base vocabulary), and so are crowd annotations. Everything random is stateless and
 seeded per example, so a seeded pipeline gives identical batches run after run.
+
+Cost to know: masks are resampled to the full output size before `build_training_labels` crops
+them to their boxes, so an image with N visible instances holds N x H x W floats for a moment
+(about 4 MB per instance at 1024 x 1024).
 """
 import random
 from typing import Optional, Sequence, Tuple, Union
