@@ -233,7 +233,7 @@ def save_clip(directory: str, model: clip_model.CLIPModel,
   """Writes a Hugging Face CLIP directory; each file appears complete or not at all."""
   os.makedirs(directory, exist_ok=True)
   variables = {v.name.split(":")[0]: v for v in model.weights}
-  tensors = {hf_name: np.ascontiguousarray(to_hf(layout, variables[name].numpy()))
+  tensors = {hf_name: np.array(to_hf(layout, variables[name].numpy()), order="C")
              for hf_name, (name, layout) in weight_map(config).items()}
   with io.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
     safetensors_numpy.save_file(tensors, tmp, metadata={"format": "pt"})
