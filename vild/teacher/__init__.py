@@ -13,4 +13,4 @@
 
 Only the interface is imported here, so `import vild.teacher` stays light.
 """
-from vild.teacher.interface import Teacher, TeacherError, check_embedding_dim  # noqa: F401
+from vild.teacher.interface import Teacher, TeacherError, checked_embeddings  # noqa: F401

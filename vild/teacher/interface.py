@@ -46,10 +46,17 @@ class Teacher(abc.ABC):
     """
 
 
-def check_embedding_dim(teacher: Teacher, dim: int, what: str) -> None:
-  """Fails when `what` (e.g. a text-embedding file) was made for another dimension."""
-  if dim != teacher.embedding_dim:
+def checked_embeddings(teacher: Teacher, embeddings, count: int, method: str) -> np.ndarray:
+  """`embeddings` as float32 after checking they are [count, teacher.embedding_dim].
+
+  A plugged-in teacher that misreports its dimension would otherwise write files that fail
+  much later, inside the detector.
+  """
+  embeddings = np.asarray(embeddings, np.float32)
+  expected = (count, teacher.embedding_dim)
+  if embeddings.shape != expected:
     raise TeacherError(
-        f"{what} has embedding dimension {dim} but the teacher {teacher.name!r} produces "
-        f"{teacher.embedding_dim}; recompute it with this teacher, or use the teacher it was "
-        "made with.")
+        f"teacher {teacher.name!r}: {method} returned shape {embeddings.shape}, expected "
+        f"{expected} (embedding_dim = {teacher.embedding_dim}); fix the teacher's "
+        f"{method} or its embedding_dim.")
+  return embeddings
