@@ -188,6 +188,18 @@ def test_missing_files_are_named(tmp_path, remove, match):
     checkpoint.load_clip(directory)
 
 
+def test_tokenizer_of_another_model_is_named(tmp_path):
+  directory = copy_fixture(tmp_path)
+  path = os.path.join(directory, "config.json")
+  with open(path, encoding="utf-8") as f:
+    config = json.load(f)
+  config["text_config"].update(vocab_size=1000, eos_token_id=2)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(config, f)
+  with pytest.raises(checkpoint.CheckpointError, match="tokenizer has 4610 tokens"):
+    checkpoint.load_clip(directory)
+
+
 def test_torch_only_checkpoint_says_how_to_convert(tmp_path):
   directory = copy_fixture(tmp_path, skip=("model.safetensors",))
   open(os.path.join(directory, "pytorch_model.bin"), "wb").close()
@@ -201,5 +213,12 @@ def test_config_errors_name_the_problem():
   with pytest.raises(clip_config.CLIPConfigError, match="not a multiple of patch_size"):
     clip_config.CLIPConfig("bad", 8, clip_config.VisionConfig(30, 8, 32, 1, 2, 64),
                            clip_config.TextConfig(10, 77, 32, 1, 2, 64))
+  with pytest.raises(clip_config.CLIPConfigError, match="my/config.json: CLIP config"):
+    clip_config.from_hf_config({"projection_dim": 8, "vision_config": {
+        "image_size": 30, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 64}, "text_config": {
+            "vocab_size": 10, "max_position_embeddings": 77, "hidden_size": 32,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}},
+        source="my/config.json")
   with pytest.raises(clip_config.CLIPConfigError, match="unknown CLIP preset"):
     clip_config.preset("vit_h14")

@@ -111,24 +111,30 @@ def preset(name: str) -> CLIPConfig:
 
 
 def from_hf_config(config: dict, name: str = "hf", source: str = "<config>") -> CLIPConfig:
-  """A CLIPConfig from a Hugging Face CLIPModel `config.json` dict."""
+  """A CLIPConfig from a Hugging Face CLIPModel `config.json` dict; errors name `source`."""
+  try:
+    return _config_from_hf(config, name)
+  except CLIPConfigError as e:
+    raise CLIPConfigError(f"{source}: {e}") from e
+
+
+def _config_from_hf(config: dict, name: str) -> CLIPConfig:
   def field(section: str, key: str):
     part = config.get(section)
     if not isinstance(part, dict) or key not in part:
       raise CLIPConfigError(
-          f"{source}: '{section}.{key}' is missing; expected a transformers CLIPModel "
-          "config.json (with text_config and vision_config).")
+          f"'{section}.{key}' is missing; expected a transformers CLIPModel config.json "
+          "(with projection_dim, text_config and vision_config).")
     return part[key]
 
-  vision_act = config.get("vision_config", {}).get("hidden_act", "quick_gelu")
-  text_act = config.get("text_config", {}).get("hidden_act", "quick_gelu")
-  if vision_act != text_act:
-    raise CLIPConfigError(f"{source}: text and vision towers use different activations "
-                          f"({text_act!r}, {vision_act!r}); vild supports one for both.")
-  eos = config.get("text_config", {}).get("eos_token_id", 2)
+  activation = config.get("vision_config", {}).get("hidden_act", "quick_gelu")
+  text_activation = config.get("text_config", {}).get("hidden_act", "quick_gelu")
+  if activation != text_activation:
+    raise CLIPConfigError(f"text and vision towers use different activations "
+                          f"({text_activation!r}, {activation!r}); vild supports one for both.")
   if "projection_dim" not in config:
-    raise CLIPConfigError(f"{source}: 'projection_dim' is missing; is this a CLIPModel "
-                          "config.json?")
+    raise CLIPConfigError("'projection_dim' is missing; is this a CLIPModel config.json?")
+  eos = config.get("text_config", {}).get("eos_token_id", 2)
   return CLIPConfig(
       name=name,
       embed_dim=int(config["projection_dim"]),
@@ -149,7 +155,7 @@ def from_hf_config(config: dict, name: str = "hf", source: str = "<config>") -> 
           # eos_token_id 2 is the placeholder of early transformers configs, which pooled
           # at the largest id; transformers keeps that rule for them, and so do we.
           end_token_id=None if eos == 2 else int(eos)),
-      activation=vision_act,
+      activation=activation,
       layer_norm_epsilon=float(config.get("text_config", {}).get("layer_norm_eps", 1e-5)),
   )
 
