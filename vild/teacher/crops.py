@@ -12,6 +12,7 @@ images through fixed-size teacher batches, so small images do not mean small bat
 TFRecord, Beam and "CLIP on cropped regions" jobs are loops around it.
 """
 import collections
+import dataclasses
 import time
 from typing import Iterable, Iterator, Sequence, Tuple
 
@@ -76,27 +77,44 @@ def _checked_boxes(boxes) -> tf.Tensor:
   return boxes
 
 
+@dataclasses.dataclass(frozen=True)
+class _PendingCrops:
+  """Crops of `image` at `boxes` [k, 4] (already scaled), cut only when their batch runs.
+
+  Cutting lazily keeps memory at one batch of crops: an image with 300 proposals at two
+  scales would otherwise hold 600 crops (about 360 MB at 224 x 224) at once.
+  """
+  image: tf.Tensor
+  boxes: tf.Tensor
+
+  def __len__(self) -> int:
+    return int(self.boxes.shape[0])
+
+  def __getitem__(self, rows: slice) -> "_PendingCrops":
+    return _PendingCrops(self.image, self.boxes[rows])
+
+
 class _RowQueue:
-  """First-in first-out rows of equally shaped tensors, taken in chunks of any size."""
+  """First-in first-out rows (of arrays or `_PendingCrops`), taken in chunks of any size."""
 
   def __init__(self):
     self._chunks = collections.deque()
     self.size = 0
 
   def put(self, rows) -> None:
-    if int(rows.shape[0]):
+    if len(rows):
       self._chunks.append(rows)
-      self.size += int(rows.shape[0])
+      self.size += len(rows)
 
-  def take(self, count: int):
+  def take(self, count: int) -> list:
     parts = []
     while count > 0:
       chunk = self._chunks.popleft()
       parts.append(chunk[:count])
-      if int(chunk.shape[0]) > count:
+      if len(chunk) > count:
         self._chunks.appendleft(chunk[count:])
-      count -= int(parts[-1].shape[0])
-    self.size -= sum(int(p.shape[0]) for p in parts)
+      count -= len(parts[-1])
+    self.size -= sum(len(p) for p in parts)
     return parts
 
 
@@ -136,7 +154,7 @@ class RegionEmbedder:
         boxes = _checked_boxes(boxes)
         valid = np.flatnonzero(has_area(boxes).numpy())
         pending.append((int(boxes.shape[0]), valid))
-        crops.put(self._crops(image, tf.gather(boxes, valid)))
+        crops.put(self._pending_crops(image, tf.gather(boxes, valid)))
         while crops.size >= self.batch_size:
           embeddings.put(self._embed(crops.take(self.batch_size), bar))
         yield from self._finished(pending, embeddings)
@@ -144,18 +162,18 @@ class RegionEmbedder:
         embeddings.put(self._embed(crops.take(crops.size), bar))
       yield from self._finished(pending, embeddings)
 
-  def _crops(self, image, boxes) -> tf.Tensor:
-    """[len(scales) * n, S, S, 3]: all boxes at the first scale, then the next scale, ..."""
+  def _pending_crops(self, image, boxes) -> _PendingCrops:
+    """len(scales) * n crops: all boxes at the first scale, then the next scale, ..."""
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3 or image.shape[-1] != 3:
       raise ValueError(f"image must be [H, W, 3] RGB, got shape {image.shape}.")
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    return tf.concat([
-        crop_regions(image, scale_boxes(boxes, s, height, width), self.teacher.image_size)
-        for s in self.scales], axis=0)
+    return _PendingCrops(image, tf.concat(
+        [scale_boxes(boxes, s, height, width) for s in self.scales], axis=0))
 
-  def _embed(self, parts, bar) -> np.ndarray:
-    batch = tf.concat(parts, axis=0)
+  def _embed(self, parts: Sequence[_PendingCrops], bar) -> np.ndarray:
+    size = self.teacher.image_size
+    batch = tf.concat([crop_regions(p.image, p.boxes, size) for p in parts], axis=0)
     start = time.perf_counter()
     out = self.teacher.encode_images(batch)
     self.seconds += time.perf_counter() - start
