@@ -3,6 +3,7 @@
 tests/fixtures/tiny_clip was written by scripts/make_clip_test_fixture.py: a random-weight
 transformers CLIPModel and the ids/embeddings it computed. No torch is needed here.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -146,6 +147,10 @@ def test_presets_have_the_reference_parameter_count():
   assert sum(int(np.prod(w.shape)) for w in model.weights) == 151_277_313
   assert clip_config.preset("vit_l14").embed_dim == 768
   assert clip_config.preset("vit_b16").vision.num_patches == 196
+  # The tiny preset is the architecture the reference fixture checks.
+  tiny, fixture = clip_config.preset("tiny"), checkpoint.read_config(FIXTURE)
+  assert (fixture.vision, fixture.embed_dim) == (tiny.vision, tiny.embed_dim)
+  assert fixture.text == dataclasses.replace(tiny.text, end_token_id=4609)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,15 +83,16 @@ class CLIPConfig:
     return dataclasses.asdict(self)
 
 
+_VIT_B32 = CLIPConfig(
+    name="vit_b32", embed_dim=512,
+    vision=VisionConfig(224, 32, 768, 12, 12, 3072),
+    text=TextConfig(49408, 77, 512, 12, 8, 2048))
+
 PRESETS = {
-    "vit_b32": CLIPConfig(
-        name="vit_b32", embed_dim=512,
-        vision=VisionConfig(224, 32, 768, 12, 12, 3072),
-        text=TextConfig(49408, 77, 512, 12, 8, 2048)),
-    "vit_b16": CLIPConfig(
-        name="vit_b16", embed_dim=512,
-        vision=VisionConfig(224, 16, 768, 12, 12, 3072),
-        text=TextConfig(49408, 77, 512, 12, 8, 2048)),
+    "vit_b32": _VIT_B32,
+    # ViT-B/16 differs from ViT-B/32 only in its patch size.
+    "vit_b16": dataclasses.replace(
+        _VIT_B32, name="vit_b16", vision=dataclasses.replace(_VIT_B32.vision, patch_size=16)),
     "vit_l14": CLIPConfig(
         name="vit_l14", embed_dim=768,
         vision=VisionConfig(224, 14, 1024, 24, 16, 4096),
