@@ -25,6 +25,7 @@ def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
       gt_masks=labels.get("gt_masks"),
       distill_rois=labels.get("distill_rois") if training else None,
       text_embeddings=text_embeddings,
+      sampling_seeds=labels.get("sampling_seeds") if training else None,
       training=training)
 
 
