@@ -26,8 +26,8 @@ from vild.inference import images as images_lib
 from vild.inference import rescoring
 from vild.inference import serving
 from vild.inference import spec as spec_lib
+from vild.inference import teacher_adapters
 from vild.inference import vocabularies
-from vild.modeling import detection_generator as detection_generator_lib
 from vild.modeling import vild_model
 
 Detections = detections_lib.Detections
@@ -113,18 +113,14 @@ class Detector:
     """From a Keras ViLDModel. Its detection generator is rebuilt with the options' NMS IoU
     and max detections (the model is changed in place)."""
     opts = DetectorOptions(**options)
-    _check_teacher(teacher, model.embedding_dim)
-    settings = spec_lib.detection_settings(model.detection_generator)
-    settings.update({k: v for k, v in (("nms_iou_threshold", opts.nms_iou_threshold),
-                                       ("max_num_detections", opts.max_detections),
-                                       ("score_threshold", opts.score_threshold))
-                     if v is not None})
-    model.detection_generator = detection_generator_lib.ViLDDetectionGenerator(**settings)
+    teacher_adapters.check_embedding_dim(teacher, model.embedding_dim)
+    serving.set_detection_settings(model, opts.score_threshold, opts.nms_iou_threshold,
+                                   opts.max_detections)
     module = serving.ServingModule(model, input_size, use_ensemble=opts.use_ensemble)
     return cls(module.signature("serve_with_embeddings"),
                spec_lib.ModelSpec.from_model(model, input_size, opts.use_ensemble), opts,
-               embed_names=embed_names or _teacher_embed_names(teacher),
-               embed_crops=embed_crops or _teacher_embed_crops(teacher), owner=module)
+               embed_names=embed_names or teacher_adapters.embed_names(teacher),
+               embed_crops=embed_crops or teacher_adapters.embed_crops(teacher), owner=module)
 
   @classmethod
   def from_saved_model(cls, export_dir: str, teacher=None, embed_names=None,
@@ -133,10 +129,10 @@ class Detector:
     loaded = export.load_saved_model(export_dir)
     opts = DetectorOptions(**options)
     _check_export_options(export_dir, loaded.spec, opts)
-    _check_teacher(teacher, loaded.spec.embedding_dim)
+    teacher_adapters.check_embedding_dim(teacher, loaded.spec.embedding_dim)
     return cls(loaded.signatures["serve_with_embeddings"], loaded.spec, opts,
-               embed_names=embed_names or _teacher_embed_names(teacher),
-               embed_crops=embed_crops or _teacher_embed_crops(teacher), owner=loaded)
+               embed_names=embed_names or teacher_adapters.embed_names(teacher),
+               embed_crops=embed_crops or teacher_adapters.embed_crops(teacher), owner=loaded)
 
   # ------------------------------------------------------------------------------------------
   def text_embeddings(self, vocabulary: vocabularies.VocabularyLike
@@ -234,8 +230,7 @@ class Detector:
                             f"{len(vocab)} categories; give one flag per category.")
       return mask
     if self.options.base_names is not None:
-      base = set(self.options.base_names)
-      return np.asarray([n in base for n in vocab.names], bool)
+      vocab = vocabularies.with_base_names(vocab, self.options.base_names)
     return vocab.base_mask
 
   def _from_outputs(self, outputs: Dict[str, np.ndarray], vocab: vocabulary_lib.Vocabulary,
@@ -295,13 +290,6 @@ def _image_list(images) -> list:
   return [images]
 
 
-def _check_teacher(teacher, embedding_dim: int) -> None:
-  if teacher is not None and teacher.embedding_dim != embedding_dim:
-    raise DetectorError(
-        f"The teacher embeds text in {teacher.embedding_dim} dimensions but the model's region "
-        f"embeddings have {embedding_dim}; use the teacher the model was trained with.")
-
-
 def _check_export_options(export_dir: str, spec: spec_lib.ModelSpec,
                           opts: DetectorOptions) -> None:
   exported = spec.detection_settings
@@ -316,16 +304,3 @@ def _check_export_options(export_dir: str, spec: spec_lib.ModelSpec,
       opts.use_ensemble != spec.uses_ensemble):
     raise DetectorError(f"{export_dir}: exported with use_ensemble={spec.uses_ensemble}; "
                         "re-export with --use_ensemble to change the scoring.")
-
-
-def _teacher_embed_names(teacher) -> Optional[vocabularies.EmbedNames]:
-  """ViLD's prompt-ensembled category embeddings, computed by the teacher."""
-  if teacher is None:
-    return None
-  return teacher.encode_text
-
-
-def _teacher_embed_crops(teacher) -> Optional[EmbedCrops]:
-  if teacher is None:
-    return None
-  return None

@@ -26,6 +26,8 @@ import tensorflow as tf
 from official.vision.ops import box_ops
 from official.vision.ops import preprocess_ops
 from vild import text_embeddings as text_embeddings_lib
+from vild.inference import spec as spec_lib
+from vild.modeling import detection_generator as detection_generator_lib
 from vild.modeling import text_classifier as text_classifier_lib
 from vild.modeling import vild_model
 
@@ -146,6 +148,20 @@ class ServingModule(tf.Module):
       outputs[key] = to_original_pixels(outputs[key], image_info)
     outputs["image_info"] = image_info
     return outputs
+
+
+def set_detection_settings(model: vild_model.ViLDModel, score_threshold: Optional[float] = None,
+                           nms_iou_threshold: Optional[float] = None,
+                           max_detections: Optional[int] = None) -> None:
+  """Rebuilds the model's detection generator with new settings (None keeps a setting).
+
+  The generator has no weights, so this changes only post-processing, in place.
+  """
+  settings = spec_lib.detection_settings(model.detection_generator)
+  overrides = {"score_threshold": score_threshold, "nms_iou_threshold": nms_iou_threshold,
+               "max_num_detections": max_detections}
+  settings.update({k: v for k, v in overrides.items() if v is not None})
+  model.detection_generator = detection_generator_lib.ViLDDetectionGenerator(**settings)
 
 
 def to_original_pixels(boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:

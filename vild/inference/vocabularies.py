@@ -6,7 +6,8 @@ vocabulary, see vild.text_embeddings); a precomputed [C, D] matrix; or a (names 
 matrix) pair. Names are embedded with `embed_names` once each and cached, so growing a
 vocabulary only embeds the new names.
 """
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+import dataclasses
+from typing import Callable, Collection, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class TextEmbeddingCache:
     missing = list(dict.fromkeys(n for n in names if n not in self._cache))
     if missing:
       if self._embed_names is None:
-        raise ValueError(
+        raise text_embeddings_lib.TextEmbeddingError(
             f"No text encoder to embed {missing[:5]}: give the Detector a teacher (--teacher) "
             "or embed_names=, or pass precomputed text embeddings (a .npy file or a matrix).")
       embedded = text_embeddings_lib.validate(
@@ -64,6 +65,16 @@ def resolve(vocabulary: VocabularyLike, cache: TextEmbeddingCache, embedding_dim
     return vocab, matrix
   vocab = _as_vocabulary(vocabulary)
   return vocab, cache.matrix(vocab.names)
+
+
+def with_base_names(vocabulary: vocabulary_lib.Vocabulary, base_names: Collection[str]
+                    ) -> vocabulary_lib.Vocabulary:
+  """The vocabulary with exactly `base_names` as base categories, every other name novel.
+
+  For ViLD-ensemble: base = the categories the model was trained on with boxes.
+  """
+  base = set(base_names)
+  return dataclasses.replace(vocabulary, is_novel=tuple(n not in base for n in vocabulary.names))
 
 
 def _as_vocabulary(names) -> vocabulary_lib.Vocabulary:
