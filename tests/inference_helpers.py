@@ -15,12 +15,13 @@ import tf_keras
 from tests.conftest import TINY_GIN
 from vild import losses
 from vild.data import toy
+from vild.inference import detector as detector_lib
 from vild.modeling import factory
 from vild.training import train_step
 
 DIM = 32
 SIZE = (128, 128)
-TRAIN_STEPS = 30
+TRAIN_STEPS = 25
 
 
 class BagOfWordsTeacher:
@@ -66,6 +67,7 @@ def write_trained_model_dir(model_dir: str, distillation: str = "separate") -> s
   gin.clear_config()
   gin.parse_config_file(TINY_GIN)
   gin.parse_config([f"build_vild_model.distillation = '{distillation}'"])
+  tf_keras.utils.set_random_seed(0)
   model = factory.build_vild_model(image_size=SIZE)
   config_text = gin.config_str()
   teacher = BagOfWordsTeacher()
@@ -75,10 +77,8 @@ def write_trained_model_dir(model_dir: str, distillation: str = "separate") -> s
   optimizer = tf_keras.optimizers.Adam(2e-3)
   optimizer.build(model.trainable_variables)
   loss_fn = losses.ViLDLoss()
-  step = tf.function(lambda: train_step.train_step(model, optimizer, loss_fn, images, labels))
-  tf.random.set_seed(0)
-  for _ in range(TRAIN_STEPS):
-    step()
+  for _ in range(TRAIN_STEPS):  # eager: a few tiny steps cost less than tracing one
+    train_step.train_step(model, optimizer, loss_fn, images, labels)
   os.makedirs(model_dir, exist_ok=True)
   with open(os.path.join(model_dir, "config.gin"), "w") as f:
     f.write(config_text)
@@ -87,15 +87,31 @@ def write_trained_model_dir(model_dir: str, distillation: str = "separate") -> s
   return model_dir
 
 
-_TRAINED = {}
+_SESSION = {}  # built once per test session, shared by the inference test modules
 
 
-def trained_model_dir(tmp_path_factory, distillation: str = "separate") -> str:
-  """One trained model directory per test session (shared by the inference test modules)."""
-  if distillation not in _TRAINED:
-    _TRAINED[distillation] = write_trained_model_dir(
-        str(tmp_path_factory.mktemp(f"vild_{distillation}")), distillation)
-  return _TRAINED[distillation]
+def trained_model_dir(tmp_path_factory) -> str:
+  """A trained ViLD-ensemble ('separate') model directory."""
+  if "model_dir" not in _SESSION:
+    _SESSION["model_dir"] = write_trained_model_dir(str(tmp_path_factory.mktemp("vild")))
+  return _SESSION["model_dir"]
+
+
+def teacher() -> BagOfWordsTeacher:
+  if "teacher" not in _SESSION:
+    _SESSION["teacher"] = BagOfWordsTeacher()
+  return _SESSION["teacher"]
+
+
+def detector(tmp_path_factory, use_ensemble=None):
+  """A Detector on the trained model with the bag-of-words teacher's text and crop encoders."""
+  key = ("detector", use_ensemble)
+  if key not in _SESSION:
+    _SESSION[key] = detector_lib.Detector.from_checkpoint(
+        trained_model_dir(tmp_path_factory), input_size=SIZE, teacher=teacher(),
+        embed_names=teacher().encode_text, embed_crops=teacher().embed_crops,
+        use_ensemble=use_ensemble)
+  return _SESSION[key]
 
 
 def toy_image(seed: int) -> np.ndarray:

@@ -26,7 +26,7 @@ def box_iou(a, b):
 
 @pytest.fixture(scope="module")
 def teacher():
-  return helpers.BagOfWordsTeacher()
+  return helpers.teacher()
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,8 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def detector(model_dir, teacher):
-  return detector_lib.Detector.from_checkpoint(
-      model_dir, input_size=helpers.SIZE, teacher=teacher, embed_names=teacher.encode_text,
-      embed_crops=teacher.embed_crops)
+def detector(tmp_path_factory):
+  return helpers.detector(tmp_path_factory)
 
 
 def test_two_vocabularies_on_one_model(detector):

@@ -5,7 +5,6 @@ import pytest
 
 from tests import inference_helpers as helpers
 from vild.data import toy
-from vild.inference import detector as detector_lib
 from vild.inference import rescoring
 
 NAMES = list(toy.TOY_CATEGORIES)
@@ -23,24 +22,17 @@ def softmax(x):
 
 @pytest.fixture(scope="module")
 def teacher():
-  return helpers.BagOfWordsTeacher()
+  return helpers.teacher()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-  return helpers.trained_model_dir(tmp_path_factory)
+def ensemble_detector(tmp_path_factory):
+  return helpers.detector(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def ensemble_detector(model_dir, teacher):
-  return detector_lib.Detector.from_checkpoint(
-      model_dir, input_size=helpers.SIZE, embed_names=teacher.encode_text)
-
-
-@pytest.fixture(scope="module")
-def text_only_detector(model_dir, teacher):
-  return detector_lib.Detector.from_checkpoint(
-      model_dir, input_size=helpers.SIZE, embed_names=teacher.encode_text, use_ensemble=False)
+def text_only_detector(tmp_path_factory):
+  return helpers.detector(tmp_path_factory, use_ensemble=False)
 
 
 def test_class_scores_match_hand_computed_text_softmax_and_ensemble_fusion():

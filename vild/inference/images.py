@@ -49,7 +49,8 @@ def find_images(spec: str) -> List[str]:
   """The image files a spec names: a file, a glob pattern, or a directory (its image files)."""
   if os.path.isdir(spec):
     paths = [os.path.join(spec, name) for name in sorted(os.listdir(spec))
-             if name.lower().endswith(IMAGE_EXTENSIONS)]
+             if name.lower().endswith(IMAGE_EXTENSIONS) and
+             os.path.isfile(os.path.join(spec, name))]
     where = f"directory {spec} has no image files ({', '.join(IMAGE_EXTENSIONS)})"
   elif glob.has_magic(spec):
     paths = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
