@@ -5,6 +5,8 @@ vector per word, summed; a fixed projection of an image's mean colour), so text 
 embeddings are real functions of their input, never canned results.
 """
 import os
+import subprocess
+import sys
 import zlib
 
 import gin
@@ -12,16 +14,22 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tests.conftest import REPO
 from tests.conftest import TINY_GIN
 from vild import losses
+from vild import text_embeddings
+from vild import vocabulary as vocabulary_lib
 from vild.data import toy
+from vild.inference import checkpoint
 from vild.inference import detector as detector_lib
 from vild.modeling import factory
 from vild.training import train_step
 
+TOY_NAMES = list(toy.TOY_CATEGORIES)
+TOY_NOVEL = [False] * 4 + [True] * 2  # the baked vocabulary of the exported model
 DIM = 32
 SIZE = (128, 128)
-TRAIN_STEPS = 25
+TRAIN_STEPS = 15
 
 
 class BagOfWordsTeacher:
@@ -103,12 +111,20 @@ def teacher() -> BagOfWordsTeacher:
   return _SESSION["teacher"]
 
 
+def keras_model(tmp_path_factory):
+  """The trained model restored from its directory (with the model's default NMS settings)."""
+  if "keras_model" not in _SESSION:
+    _SESSION["keras_model"] = checkpoint.load_model(trained_model_dir(tmp_path_factory),
+                                                    input_size=SIZE).model
+  return _SESSION["keras_model"]
+
+
 def detector(tmp_path_factory, use_ensemble=None):
   """A Detector on the trained model with the bag-of-words teacher's text and crop encoders."""
   key = ("detector", use_ensemble)
   if key not in _SESSION:
-    _SESSION[key] = detector_lib.Detector.from_checkpoint(
-        trained_model_dir(tmp_path_factory), input_size=SIZE, teacher=teacher(),
+    _SESSION[key] = detector_lib.Detector.from_model(
+        keras_model(tmp_path_factory), SIZE, teacher=teacher(),
         embed_names=teacher().encode_text, embed_crops=teacher().embed_crops,
         use_ensemble=use_ensemble)
   return _SESSION[key]
@@ -116,3 +132,28 @@ def detector(tmp_path_factory, use_ensemble=None):
 
 def toy_image(seed: int) -> np.ndarray:
   return toy.toy_scene(seed, SIZE)["image"]
+
+
+def run_python(args, expect_success: bool = True) -> subprocess.CompletedProcess:
+  """Runs `python args...` in a fresh interpreter from the repository root."""
+  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+  if expect_success:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def exported_dir(tmp_path_factory) -> str:
+  """scripts/export_saved_model.py's export of the trained model, toy vocabulary baked in."""
+  if "exported_dir" not in _SESSION:
+    work = tmp_path_factory.mktemp("export")
+    npy = str(work / "toy.npy")
+    novel = [n for n, is_novel in zip(TOY_NAMES, TOY_NOVEL) if is_novel]
+    text_embeddings.save(npy, teacher().encode_text(TOY_NAMES),
+                         vocabulary_lib.Vocabulary.from_names(TOY_NAMES, novel_names=novel))
+    export_dir = str(work / "vild_export")
+    run_python(["scripts/export_saved_model.py", f"--model={trained_model_dir(tmp_path_factory)}",
+                f"--export_dir={export_dir}", f"--vocabulary={npy}", "--input_size=128,128"])
+    _SESSION["exported_dir"] = export_dir
+  return _SESSION["exported_dir"]

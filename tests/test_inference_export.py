@@ -1,8 +1,4 @@
 """The SavedModel: exported by the CLI, reloaded in a fresh process, equal to the Keras model."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,16 +6,10 @@ from PIL import Image
 
 from official.vision.ops import preprocess_ops
 from tests import inference_helpers as helpers
-from tests.conftest import REPO
-from vild import text_embeddings
-from vild import vocabulary as vocabulary_lib
-from vild.data import toy
-from vild.inference import checkpoint
 from vild.inference import detector as detector_lib
 from vild.inference import export
 
-NAMES = list(toy.TOY_CATEGORIES)
-BASE_MASK = np.array([True] * 4 + [False] * 2)
+BASE_MASK = np.array([not novel for novel in helpers.TOY_NOVEL])
 SIGNATURES = ("serve_with_embeddings", "serve_bytes_with_embeddings", "serve", "serve_bytes")
 
 # Runs in a fresh interpreter that imports TensorFlow only: the export must stand on its own.
@@ -44,40 +34,20 @@ np.savez(outputs_path, **outputs)
 """
 
 
-def run(args):
-  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
-
-
 @pytest.fixture(scope="module")
 def teacher():
   return helpers.teacher()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-  return helpers.trained_model_dir(tmp_path_factory)
+def exported(tmp_path_factory):
+  """The CLI's export with the toy vocabulary baked in (the last two names novel)."""
+  return helpers.exported_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def exported(model_dir, teacher, tmp_path_factory):
-  """An export with the toy vocabulary baked in (the last two names novel)."""
-  work = tmp_path_factory.mktemp("export")
-  npy = str(work / "toy.npy")
-  text_embeddings.save(npy, teacher.encode_text(NAMES),
-                       vocabulary_lib.Vocabulary.from_names(NAMES, novel_names=NAMES[4:]))
-  export_dir = str(work / "vild_export")
-  run(["scripts/export_saved_model.py", f"--model={model_dir}", f"--export_dir={export_dir}",
-       f"--vocabulary={npy}", "--input_size=128,128"])
-  return export_dir
-
-
-@pytest.fixture(scope="module")
-def keras_model(model_dir):
-  return checkpoint.load_model(model_dir, input_size=helpers.SIZE).model
+def keras_model(tmp_path_factory):
+  return helpers.keras_model(tmp_path_factory)
 
 
 def keras_outputs(model, image, text):
@@ -94,10 +64,10 @@ def test_saved_model_in_a_fresh_process_matches_the_keras_model(
   image = helpers.toy_image(7)
   png = tmp_path / "scene.png"
   Image.fromarray(image).save(png)
-  text = teacher.encode_text(NAMES)
+  text = teacher.encode_text(helpers.TOY_NAMES)
   np.savez(tmp_path / "inputs.npz", image=image, text=text, mask=BASE_MASK,
            png=np.frombuffer(png.read_bytes(), np.uint8))
-  run(["-c", RELOAD, exported, str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")])
+  helpers.run_python(["-c", RELOAD, exported, str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")])
   served = dict(np.load(tmp_path / "outputs.npz"))
 
   keras = keras_outputs(keras_model, image, text)
@@ -114,15 +84,15 @@ def test_saved_model_in_a_fresh_process_matches_the_keras_model(
                                  atol=1e-5, err_msg=f"{signature}/{key}")
 
 
-def test_detector_on_the_export_equals_the_detector_on_the_checkpoint(
+def test_detector_on_the_export_equals_the_detector_on_the_keras_model(
     exported, tmp_path_factory, teacher):
   from_export = detector_lib.Detector.load(exported, embed_names=teacher.encode_text)
-  from_checkpoint = helpers.detector(tmp_path_factory)
-  assert from_export.spec.to_dict() == from_checkpoint.spec.to_dict()
+  from_keras = helpers.detector(tmp_path_factory)
+  assert from_export.spec.to_dict() == from_keras.spec.to_dict()
   image = np.asarray(Image.fromarray(helpers.toy_image(8)).resize((160, 96)))  # not 128x128
   vocabulary = ["red square", "disc", "koala"]
   [a] = from_export.detect(image, vocabulary)
-  [b] = from_checkpoint.detect(image, vocabulary)
+  [b] = from_keras.detect(image, vocabulary)
   assert a.image_size == (96, 160) and len(a) == len(b) > 0
   np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
   np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-7)
@@ -130,7 +100,8 @@ def test_detector_on_the_export_equals_the_detector_on_the_checkpoint(
   assert a.boxes[:, [0, 2]].max() <= 96 and a.boxes[:, [1, 3]].max() <= 160
 
 
-def test_export_options_that_the_graph_fixes_fail_clearly(exported, keras_model, model_dir):
+def test_export_options_that_the_graph_fixes_fail_clearly(exported, keras_model,
+                                                         tmp_path_factory):
   with pytest.raises(detector_lib.DetectorError, match="re-export with --nms_iou_threshold"):
     detector_lib.Detector.from_saved_model(exported, nms_iou_threshold=0.3)
   with pytest.raises(detector_lib.DetectorError, match="re-export with --max_detections"):
@@ -138,4 +109,4 @@ def test_export_options_that_the_graph_fixes_fail_clearly(exported, keras_model,
   with pytest.raises(export.ExportError, match="not empty"):
     export.export_saved_model(keras_model, exported, helpers.SIZE)
   with pytest.raises(export.ExportError, match="no saved_model.pb"):
-    export.load_saved_model(model_dir)
+    export.load_saved_model(helpers.trained_model_dir(tmp_path_factory))
