@@ -1,5 +1,6 @@
 """The Detector on a trained tiny ViLD: vocabularies, caching, options, CLIP on crops, errors."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -157,6 +158,14 @@ def test_model_dir_errors_name_the_missing_piece(model_dir, tmp_path):
   (empty / "config.gin").write_text(open(os.path.join(model_dir, "config.gin")).read())
   with pytest.raises(checkpoint.ModelDirError, match="no TF checkpoint"):
     checkpoint.load_model(str(empty))
+  with pytest.raises(checkpoint.ModelDirError, match=r"\(100, 128\).*multiple of 32"):
+    checkpoint.load_model(model_dir, input_size=(100, 128))
+  other = tmp_path / "other_config"
+  shutil.copytree(model_dir, other)
+  config = (other / "config.gin").read_text()
+  (other / "config.gin").write_text(config.replace("fc_dims = 128", "fc_dims = 64"))
+  with pytest.raises(checkpoint.ModelDirError, match="does not match the model built from"):
+    checkpoint.load_model(str(other), input_size=helpers.SIZE)
 
 
 def test_image_inputs_and_unreadable_files(tmp_path):

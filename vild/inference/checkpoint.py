@@ -15,6 +15,7 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from vild.inference import serving
 from vild.modeling import factory
 from vild.modeling import vild_model
 
@@ -65,11 +66,15 @@ def load_model(model_dir: str, input_size: Optional[Sequence[int]] = None,
     raise ModelDirError(f"{config_path}: cannot be parsed ({e}).") from e
   input_size = tuple(int(s) for s in (input_size or _configured_input_size()))
   model = factory.build_vild_model()
-  factory.build_variables(model, input_size)
-  status = tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
   try:
+    serving.check_input_size(model, input_size)
+  except ValueError as e:
+    raise ModelDirError(f"{model_dir}: {e}") from e
+  factory.build_variables(model, input_size)
+  try:
+    status = tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
     status.assert_existing_objects_matched()
-  except AssertionError as e:
+  except (AssertionError, ValueError) as e:
     raise ModelDirError(
         f"{checkpoint_path}: the checkpoint does not match the model built from "
         f"{config_path} ({str(e)[:300]}); the config and checkpoint must come from one run."

@@ -6,6 +6,7 @@ Coordinates are pixels of the original image. In JSON each detection has `box_yx
 RLE of the pasted mask ({"size": [height, width], "counts": str}).
 """
 import dataclasses
+import functools
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -55,9 +56,9 @@ class Detections:
   def names(self) -> List[str]:
     return [self.vocabulary.names[i] for i in self.class_indices]
 
-  @property
+  @functools.cached_property
   def masks(self) -> Optional[np.ndarray]:
-    """[K, H, W] uint8 {0, 1} masks pasted into the original image, or None."""
+    """[K, H, W] uint8 {0, 1} masks pasted into the original image (on first use), or None."""
     if self.box_masks is None:
       return None
     height, width = self.image_size

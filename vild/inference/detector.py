@@ -113,6 +113,9 @@ class Detector:
     """From a Keras ViLDModel. Its detection generator is rebuilt with the options' NMS IoU
     and max detections (the model is changed in place)."""
     opts = DetectorOptions(**options)
+    if opts.use_ensemble and not model.uses_ensemble:
+      raise DetectorError(f"use_ensemble=True needs a ViLD-ensemble model; this one has "
+                          f"distillation={model.distillation!r}.")
     teacher_adapters.check_embedding_dim(teacher, model.embedding_dim)
     serving.set_detection_settings(model, opts.score_threshold, opts.nms_iou_threshold,
                                    opts.max_detections)

@@ -57,12 +57,16 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
   module = serving.ServingModule(
       model, input_size, use_ensemble=use_ensemble, text_embeddings=text_embeddings,
       base_mask=None if vocabulary is None else vocabulary.base_mask)
+  if use_ensemble and not model.uses_ensemble:
+    raise ExportError(f"use_ensemble=True needs a ViLD-ensemble model; this one has "
+                      f"distillation={model.distillation!r}.")
   model_spec = spec_lib.ModelSpec.from_model(model, input_size, use_ensemble)
+  signatures = module.signatures()
   parent = os.path.dirname(os.path.abspath(export_dir))
   os.makedirs(parent, exist_ok=True)
   tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(export_dir) + ".", dir=parent)
   try:
-    tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
+    tf.saved_model.save(module, tmp_dir, signatures=signatures)
     model_spec.save(os.path.join(tmp_dir, SPEC_PATH))
     if vocabulary is not None:
       vocabulary.save(os.path.join(tmp_dir, VOCABULARY_PATH))
@@ -72,7 +76,7 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
   finally:
     if os.path.exists(tmp_dir):
       shutil.rmtree(tmp_dir)
-  logging.info("Exported %s (signatures: %s).", export_dir, ", ".join(module.signatures()))
+  logging.info("Exported %s (signatures: %s).", export_dir, ", ".join(signatures))
   return model_spec
 
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from official.vision.ops import box_ops
 from official.vision.ops import preprocess_ops
+from vild import anchors as anchors_lib
 from vild import text_embeddings as text_embeddings_lib
 from vild.inference import spec as spec_lib
 from vild.modeling import detection_generator as detection_generator_lib
@@ -50,6 +51,7 @@ class ServingModule(tf.Module):
                text_embeddings: Optional[np.ndarray] = None,
                base_mask: Optional[np.ndarray] = None):
     super().__init__(name="vild_serving")
+    check_input_size(model, input_size)
     # The Keras model stays out of the SavedModel's object graph (Keras would trace its own
     # training-call signatures); the traced functions capture its variables, tracked here.
     self._model = text_classifier_lib.Untracked(model)
@@ -148,6 +150,14 @@ class ServingModule(tf.Module):
       outputs[key] = to_original_pixels(outputs[key], image_info)
     outputs["image_info"] = image_info
     return outputs
+
+
+def check_input_size(model: vild_model.ViLDModel, input_size: Sequence[int]) -> None:
+  """Fails unless (height, width) are positive multiples of the anchors' coarsest stride."""
+  stride = (model.get_config()["anchor_spec"] or anchors_lib.AnchorSpec()).stride
+  if len(input_size) != 2 or any(int(s) <= 0 or int(s) % stride for s in input_size):
+    raise ValueError(f"input_size {tuple(input_size)} must be (height, width), each a positive "
+                     f"multiple of {stride} (2^max_level of the model's anchors).")
 
 
 def set_detection_settings(model: vild_model.ViLDModel, score_threshold: Optional[float] = None,
