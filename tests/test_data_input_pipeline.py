@@ -180,6 +180,9 @@ def test_seeded_pipeline_is_deterministic(small_gin, tmp_path):
   assert images.shape == (2, 64, 96, 3)
   assert labels["distill_rois"].shape == (2, 4, 4)
   assert labels["gt_masks"].shape[:2] == (2, 16)  # tiny gin: 16 instances
+  # Each example carries its own RoI-sampling seed for the model (vild.modeling.roi_sampler).
+  assert labels["sampling_seeds"].shape == (2, 2)
+  assert not np.array_equal(labels["sampling_seeds"][0], labels["sampling_seeds"][1])
 
 
 def test_bad_inputs_fail_clearly(tmp_path):

@@ -6,6 +6,7 @@ Training labels (per image, batched along axis 0; shapes static for TPU):
   gt_boxes [I, 4]        pixel yxyx in the model input, -1 padded
   gt_classes [I]         1-based indices into the training Vocabulary, -1 padded
   gt_masks [I, s, s]     masks cropped to their boxes (with include_mask)
+  sampling_seeds [2]     int32 seed of this example's RoI subsample in the model
   distill_rois [M, 4]    pixel yxyx in the model input, -1 padded (with distill_feature_dim)
   distill_features [M, D] teacher embeddings of the RoIs, -1 padded rows
 The per-image part is exactly `vild.data.targets.build_training_labels`.
@@ -116,8 +117,8 @@ class Parser:
       masks = tf.gather(_checked_masks(data), keep)
     rois = data.get("distill_rois")
 
-    flip_seed, jitter_seed, label_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
+    flip_seed, jitter_seed, label_seed, sampling_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
     image = preprocess_ops.normalize_image(data["image"])
     flip = tf.logical_and(self.aug_rand_hflip,
                           tf.random.stateless_uniform([], flip_seed) < 0.5)
@@ -136,6 +137,9 @@ class Parser:
     labels = targets.build_training_labels(self.output_size, boxes, classes, masks,
                                            anchor_spec=self.anchor_spec, image_info=image_info,
                                            seed=label_seed)
+    # The model's RoI subsample draws from this (vild.modeling.roi_sampler), so a step depends
+    # only on its examples: exact across resumes and replica layouts.
+    labels["sampling_seeds"] = tf.cast(sampling_seed, tf.int32)
     if rois is not None:
       labels.update(self._distill_labels(rois, data["distill_features"], image_size, image_info))
     return image, labels

@@ -42,9 +42,14 @@ class ScoringParams:
   def from_model(cls, model: vild_model.ViLDModel,
                  use_ensemble: Optional[bool] = None) -> "ScoringParams":
     """The model's head; `use_ensemble=False` drops ViLD-ensemble fusion (text branch only)."""
+    if not isinstance(model.classifier, text_classifier_lib.TextEmbeddingClassifier):
+      raise ValueError(
+          f"This model classifies with a {type(model.classifier).__name__} (a supervised "
+          "baseline): its classes are weights, so it cannot detect or re-score by name. Open-"
+          "vocabulary inference needs a ViLD model (text-embedding classifier).")
     fuse = model.uses_ensemble and use_ensemble is not False
-    return cls(background_embedding=model.text_classifier.background_embedding.numpy(),
-               temperature=float(model.text_classifier.temperature),
+    return cls(background_embedding=model.classifier.background_embedding.numpy(),
+               temperature=float(model.classifier.temperature),
                ensemble_lambda=float(model.get_config()["ensemble_lambda"]) if fuse else None)
 
   def to_dict(self) -> Dict[str, Any]:
