@@ -1,6 +1,6 @@
 r"""Times inference on generated scenes: a detector pass vs re-scoring stored detections.
 
-  python scripts/benchmark_inference.py [--gin_file=configs/tiny/vild_tiny.gin] \
+  python benchmarks/inference_latency.py [--gin_file=configs/tiny/vild_tiny.gin] \
       [--input_size=128,128] [--num_classes=1203] [--images=10] [--saved_model]
 
 Builds the model from gin with random weights (or restores --model), a random unit-norm
