@@ -6,15 +6,20 @@ import numpy as np
 import pytest
 
 from tests import inference_helpers as helpers
+from tests.conftest import REPO
 from vild import text_embeddings
 from vild import vocabulary as vocabulary_lib
 from vild.data import toy
 from vild.inference import checkpoint
 from vild.inference import detector as detector_lib
 from vild.inference import images
+from vild.inference import teacher_adapters
 from vild.inference import vocabularies
+from vild.teacher import crops
+from vild.teacher import vocabulary_embeddings
 
 NAMES = list(toy.TOY_CATEGORIES)
+CLIP_FIXTURE = os.path.join(REPO, "tests", "fixtures", "tiny_clip")  # random-weight tiny CLIP
 
 
 def box_iou(a, b):
@@ -141,13 +146,6 @@ def test_bad_vocabularies_fail_clearly(detector, teacher, tmp_path):
     detector.detect(image, NAMES, method="sliding_window")
 
 
-def test_teacher_of_another_dimension_is_rejected(model_dir):
-  small = helpers.BagOfWordsTeacher(16)
-  with pytest.raises(text_embeddings.TextEmbeddingError, match="16 dimensions.*32"):
-    detector_lib.Detector.from_checkpoint(model_dir, input_size=helpers.SIZE, teacher=small,
-                                          embed_names=small.encode_text)
-
-
 def test_model_dir_errors_name_the_missing_piece(model_dir, tmp_path):
   with pytest.raises(checkpoint.ModelDirError, match="no such model directory"):
     checkpoint.load_model(str(tmp_path / "nowhere"))
@@ -185,3 +183,20 @@ def test_image_inputs_and_unreadable_files(tmp_path):
   with pytest.raises(images.ImageError, match=r"\[height, width, 3\]"):
     images.as_array(np.zeros((4, 5, 4), np.uint8))
 
+
+
+def test_teacher_adapters_wire_the_clip_teacher(tmp_path_factory):
+  teacher = teacher_adapters.load_teacher(CLIP_FIXTURE)
+  names = ["cat", "red umbrella"]
+  np.testing.assert_allclose(
+      teacher_adapters.embed_names(teacher)(names),
+      vocabulary_embeddings.embed_vocabulary(
+          teacher, vocabulary_lib.Vocabulary.from_names(names), progress=False), rtol=1e-6)
+  image = helpers.toy_image(0)
+  boxes = np.array([[10.0, 10.0, 60.0, 70.0], [0.0, 0.0, 128.0, 128.0]], np.float32)
+  np.testing.assert_allclose(teacher_adapters.embed_crops(teacher)(image, boxes),
+                             crops.RegionEmbedder(teacher)(image, boxes), rtol=1e-6)
+  # The tiny CLIP embeds in 16 dimensions; the test model's regions have 32.
+  with pytest.raises(text_embeddings.TextEmbeddingError, match="16 dimensions.*32"):
+    detector_lib.Detector.from_model(helpers.keras_model(tmp_path_factory), helpers.SIZE,
+                                     teacher=teacher)
