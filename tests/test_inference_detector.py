@@ -7,6 +7,7 @@ import pytest
 
 from tests import inference_helpers as helpers
 from tests.conftest import REPO
+from tests.test_detection_generator import iou
 from vild import text_embeddings
 from vild import vocabulary as vocabulary_lib
 from vild.data import toy
@@ -20,14 +21,6 @@ from vild.teacher import vocabulary_embeddings
 
 NAMES = list(toy.TOY_CATEGORIES)
 CLIP_FIXTURE = os.path.join(REPO, "tests", "fixtures", "tiny_clip")  # random-weight tiny CLIP
-
-
-def box_iou(a, b):
-  y0, x0 = np.maximum(a[0], b[0]), np.maximum(a[1], b[1])
-  y1, x1 = np.minimum(a[2], b[2]), np.minimum(a[3], b[3])
-  inter = max(0.0, y1 - y0) * max(0.0, x1 - x0)
-  area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-  return inter / (area(a) + area(b) - inter)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +105,7 @@ def test_score_threshold_max_detections_and_nms_options(model_dir, detector, tea
   for i in range(len(detections)):
     for j in range(i):
       if detections.class_indices[i] == detections.class_indices[j]:
-        assert box_iou(detections.boxes[i], detections.boxes[j]) <= 0.2 + 1e-6
+        assert iou(detections.boxes[i], detections.boxes[j]) <= 0.2 + 1e-6
 
 
 def test_clip_on_crops_classifies_proposal_crops_with_the_teacher(detector, teacher):
