@@ -2,6 +2,7 @@
 import os
 import shutil
 
+import gin
 import numpy as np
 import pytest
 
@@ -193,3 +194,9 @@ def test_teacher_adapters_wire_the_clip_teacher(tmp_path_factory):
   with pytest.raises(text_embeddings.TextEmbeddingError, match="16 dimensions.*32"):
     detector_lib.Detector.from_model(helpers.keras_model(tmp_path_factory), helpers.SIZE,
                                      teacher=teacher)
+
+
+def test_input_size_defaults_to_the_training_pipelines_output_size():
+  assert checkpoint._configured_input_size() == checkpoint.DEFAULT_INPUT_SIZE
+  gin.parse_config(["import vild.data.input_pipeline", "Parser.output_size = (96, 160)"])
+  assert checkpoint._configured_input_size() == (96, 160)
