@@ -197,6 +197,6 @@ def test_teacher_adapters_wire_the_clip_teacher(tmp_path_factory):
 
 
 def test_input_size_defaults_to_the_training_pipelines_output_size():
-  assert checkpoint._configured_input_size() == checkpoint.DEFAULT_INPUT_SIZE
+  assert checkpoint.configured_input_size() == checkpoint.DEFAULT_INPUT_SIZE
   gin.parse_config(["import vild.data.input_pipeline", "Parser.output_size = (96, 160)"])
-  assert checkpoint._configured_input_size() == (96, 160)
+  assert checkpoint.configured_input_size() == (96, 160)

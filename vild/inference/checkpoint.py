@@ -64,7 +64,7 @@ def load_model(model_dir: str, input_size: Optional[Sequence[int]] = None,
     gin.parse_config_file(config_path)
   except (ValueError, ImportError) as e:
     raise ModelDirError(f"{config_path}: cannot be parsed ({e}).") from e
-  input_size = tuple(int(s) for s in (input_size or _configured_input_size()))
+  input_size = tuple(int(s) for s in (input_size or configured_input_size()))
   model = factory.build_vild_model()
   try:
     serving.check_input_size(model, input_size)
@@ -84,7 +84,7 @@ def load_model(model_dir: str, input_size: Optional[Sequence[int]] = None,
   return LoadedModel(model=model, input_size=input_size, checkpoint_path=checkpoint_path)
 
 
-def _configured_input_size() -> Tuple[int, int]:
+def configured_input_size() -> Tuple[int, int]:
   """The training pipeline's output size if config.gin binds it, else the paper's size."""
   try:
     return tuple(gin.query_parameter("Parser.output_size"))
