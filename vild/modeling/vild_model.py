@@ -167,6 +167,7 @@ class ViLDModel(tf_keras.Model):
            text_embeddings: Optional[tf.Tensor] = None,
            base_mask: Optional[tf.Tensor] = None,
            sampling_seeds: Optional[tf.Tensor] = None,
+           use_ensemble: Optional[bool] = None,
            training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
     """Runs the model.
 
@@ -181,6 +182,9 @@ class ViLDModel(tf_keras.Model):
       base_mask: [C] bool for ViLD-ensemble; default the stored one.
       sampling_seeds: [B, 2] int, one seed per image for the RoI subsample (training); with
         them a step is reproducible across resumes and replica layouts (see roi_sampler.py).
+      use_ensemble: inference scoring of a ViLD-ensemble ('separate') model: None or True
+        fuse both branches, False scores with the text branch only (the image branch's
+        embeddings are still returned). Ignored by other models.
       training: training mode.
 
     Returns:
@@ -209,7 +213,8 @@ class ViLDModel(tf_keras.Model):
     else:
       outputs.update({"proposals": proposals, "proposal_scores": proposal_scores})
       outputs.update(self._inference_outputs(
-          features, proposals, image_shape, text_embeddings, base_mask))
+          features, proposals, image_shape, text_embeddings, base_mask,
+          use_ensemble=self.uses_ensemble and use_ensemble is not False))
     return outputs
 
   # ------------------------------------------------------------------------------------------
@@ -275,21 +280,22 @@ class ViLDModel(tf_keras.Model):
     return region, both["embeddings"][:, num_rois:]
 
   # ------------------------------------------------------------------------------------------
-  def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask):
+  def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask,
+                         use_ensemble):
     region = self.region_tower(self.roi_aligner(features, rois), training=False)
     text_logits = self.classifier(region["embeddings"], text_embeddings)
     box_outputs = self.box_predictor(region["features"])
     per_roi = {"region_embeddings": region["embeddings"]}
     if self.uses_ensemble:
-      image_embeddings = self.distill_tower(self.roi_aligner(features, rois),
-                                            training=False)["embeddings"]
+      per_roi["image_embeddings"] = self.distill_tower(self.roi_aligner(features, rois),
+                                                       training=False)["embeddings"]
+    if use_ensemble:
+      text_matrix = self.classifier.resolve_text_embeddings(text_embeddings)
       image_logits = text_classifier_lib.cosine_logits(
-          image_embeddings, self.classifier.resolve_text_embeddings(text_embeddings),
-          self.classifier.temperature)
+          per_roi["image_embeddings"], text_matrix, self.classifier.temperature)
       class_scores = ensemble.fuse_scores(text_logits, image_logits,
                                           self._resolve_base_mask(base_mask),
                                           self._ensemble_lambda)
-      per_roi["image_embeddings"] = image_embeddings
     else:
       class_scores = ensemble.text_scores(text_logits)
     per_roi["class_scores"] = class_scores
