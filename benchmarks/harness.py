@@ -30,6 +30,9 @@ class Workload:
     factory: module-level function (picklable) returning {call name: callable}.
     kwargs: keyword arguments of `factory`.
     warmup: untimed calls of each callable before timing (tracing, XLA compilation).
+
+  A callable may return a dict of small JSON-like facts (e.g. how many crops it embedded);
+  the last one per call name is kept in the report.
   """
   label: str
   factory: Callable[..., Calls]
@@ -48,6 +51,7 @@ class WorkerReport:
   # None when the workload ran in the parent process.
   peak_rss: Optional[int]
   baseline_rss: Optional[int]
+  facts: Dict[str, dict] = dataclasses.field(default_factory=dict)
 
   def median(self, name: str, cpu: bool = False) -> float:
     return statistics.median((self.cpu_seconds if cpu else self.seconds)[name])
@@ -86,10 +90,11 @@ class _Runner:
         call()
 
   def run(self, name: str):
-    """(wall seconds, process CPU seconds) of one call."""
+    """(wall seconds, process CPU seconds, facts dict or None) of one call."""
     start, start_cpu = time.perf_counter(), time.process_time()
-    self.calls[name]()
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    result = self.calls[name]()
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return wall, cpu, result if isinstance(result, dict) else None
 
 
 def _serve(conn, workload: Workload) -> None:
@@ -197,12 +202,16 @@ def run_interleaved(workloads: Sequence[Workload], rounds: int, timeout: float =
       pairs += [(worker, name) for name in names]
     seconds = {label: {} for label in labels}
     cpu_seconds = {label: {} for label in labels}
+    facts = {label: {} for label in labels}
     for r in range(rounds):
       shift = r % len(pairs)
       for worker, name in pairs[shift:] + pairs[:shift]:
-        wall, cpu = worker.run(name)
-        seconds[worker.workload.label].setdefault(name, []).append(wall)
-        cpu_seconds[worker.workload.label].setdefault(name, []).append(cpu)
+        wall, cpu, call_facts = worker.run(name)
+        label = worker.workload.label
+        seconds[label].setdefault(name, []).append(wall)
+        cpu_seconds[label].setdefault(name, []).append(cpu)
+        if call_facts is not None:
+          facts[label][name] = call_facts
       logging.info("  round %d/%d: %s", r + 1, rounds, ", ".join(
           f"{label}/{name} {times[-1]:.2f} s" for label, calls in seconds.items()
           for name, times in calls.items()))
@@ -210,7 +219,8 @@ def run_interleaved(workloads: Sequence[Workload], rounds: int, timeout: float =
     for worker in workers:
       peak, baseline = worker.stop()
       label = worker.workload.label
-      reports[label] = WorkerReport(seconds[label], cpu_seconds[label], peak, baseline)
+      reports[label] = WorkerReport(seconds[label], cpu_seconds[label], peak, baseline,
+                                    facts[label])
     return reports
   finally:
     for worker in workers:

@@ -21,7 +21,7 @@ from absl import logging
 
 from benchmarks import clip_on_crops
 from benchmarks import detector_inference
-from benchmarks import lvis_evaluation
+from benchmarks import lvis_evaluation  # noqa
 from benchmarks import report
 from benchmarks import teacher_throughput
 from benchmarks import training_step
