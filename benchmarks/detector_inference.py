@@ -123,6 +123,6 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
            "10000 (RoI, class) pairs, one NMS with class offsets). Stock: DetectionHead "
            f"softmax over {settings.num_classes} + 1 + official DetectionGenerator "
            "(nms_version='batched'). Each in its own process, "
-           f"{settings.rounds} interleaved rounds after one warm-up; medians.")
+           f"{settings.rounds} interleaved round(s) after one warm-up; medians.")
   return report.RowResult(title=f"Detector inference with {settings.num_classes} classes",
                           setup=setup, comparisons=comparisons, details=details)

@@ -135,7 +135,7 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
            f"them), teacher batch {settings.batch_size}, `jit_compile=True`; RegionEmbedder "
            f"cuts {embedder_crops} crops from {settings.embedder_images} 640x640 "
            "images per call. Peak = best float32 matmul; all timed in one process, "
-           f"interleaved, best of {settings.rounds} rounds (a peak is a best case, so both "
+           f"interleaved, best of {settings.rounds} round(s) (a peak is a best case, so both "
            "sides use their best).")
   return report.RowResult(title="Teacher throughput against the machine's matmul peak",
                           setup=setup, comparisons=comparisons, details=details)

@@ -140,7 +140,7 @@ class Settings:
 
 DEFAULT = Settings()
 QUICK = Settings(image_size=128, num_classes=20, num_distill_rois=16, rounds=1,
-                 gin_files=(benchmarks.TINY_GIN,))
+                 models=("stock", "shared"), gin_files=(benchmarks.TINY_GIN,))
 TARGET = report.Target(1.15)  # ViLD's step at most 1.15x the stock step
 
 
@@ -186,6 +186,6 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
   setup = (f"{describe_model(settings.gin_files)}, {settings.image_size}x{settings.image_size}, batch {settings.batch_size}, "
            f"{settings.num_classes} training classes, M = {settings.num_distill_rois} distill "
            "RoIs (all valid), SGD momentum 0.9, float32; each model in its own process, "
-           f"{settings.rounds} interleaved rounds after one warm-up step.")
+           f"{settings.rounds} interleaved round(s) after one warm-up step.")
   return report.RowResult(title="Training step: ViLD against the stock Mask R-CNN",
                           setup=setup, comparisons=comparisons, details=details)
