@@ -13,6 +13,7 @@ those duplicates before the top M are kept, so M counts distinct regions.
 `region_embeddings` fills the features.
 """
 import itertools
+import os
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -141,7 +142,9 @@ def generate_proposals(file_pattern: str, output_dir: str, model_dir: str,
   generator = ProposalGenerator(model, image_size, num_proposals, nms_iou_threshold,
                                 min_score, batch_size)
   shard_jobs.check_settings(output_dir, SETTINGS_NAME, {
-      "format": "vild.proposals/1", "checkpoint": checkpoint, "image_size": image_size,
+      # The checkpoint's name, not its path: machines may mount the run directory differently.
+      "format": "vild.proposals/1", "checkpoint": os.path.basename(checkpoint),
+      "image_size": image_size,
       "num_proposals": num_proposals, "nms_iou_threshold": nms_iou_threshold,
       "min_score": min_score})
   return shard_jobs.run(file_pattern, output_dir, generator, shard_index, num_shards,
