@@ -198,13 +198,8 @@ class ViLDModel(tf_keras.Model):
         detection_region_embeddings [B, K, D] (and detection_image_embeddings when
         'separate'); with masks detection_masks [B, K, h, w] probabilities.
     """
-    features = self.decoder(self.backbone(images, training=training), training=training)
-    rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
-    if anchor_boxes is None:
-      anchor_boxes = self._anchor_boxes(images)
-    proposals, proposal_scores = self.roi_generator(
-        rpn_boxes, rpn_scores, anchor_boxes, image_shape, training=training)
-    outputs = {"rpn_scores": rpn_scores, "rpn_boxes": rpn_boxes}
+    features, outputs = self.propose(images, image_shape, anchor_boxes, training=training)
+    proposals, proposal_scores = outputs.pop("proposals"), outputs.pop("proposal_scores")
 
     if training:
       outputs.update(self._training_outputs(
@@ -216,6 +211,27 @@ class ViLDModel(tf_keras.Model):
           features, proposals, image_shape, text_embeddings, base_mask,
           use_ensemble=self.uses_ensemble and use_ensemble is not False))
     return outputs
+
+  def propose(self, images: tf.Tensor, image_shape: tf.Tensor,
+              anchor_boxes: Optional[Mapping[str, tf.Tensor]] = None,
+              training: Optional[bool] = None):
+    """The class-agnostic first stage alone: image -> ResNet -> FPN -> RPN -> proposals.
+
+    Offline proposals (vild.distillation_data) need only this, not the per-RoI heads.
+
+    Returns:
+      (features {level: [B, H_l, W_l, C]}, {rpn_scores, rpn_boxes: {level: ...},
+      proposals [B, P, 4] pixel yxyx in `images`, proposal_scores [B, P]}); P is the RoI
+      generator's (test_)num_proposals and each FPN level has its own NMS.
+    """
+    features = self.decoder(self.backbone(images, training=training), training=training)
+    rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
+    if anchor_boxes is None:
+      anchor_boxes = self._anchor_boxes(images)
+    proposals, proposal_scores = self.roi_generator(
+        rpn_boxes, rpn_scores, anchor_boxes, image_shape, training=training)
+    return features, {"rpn_scores": rpn_scores, "rpn_boxes": rpn_boxes, "proposals": proposals,
+                      "proposal_scores": proposal_scores}
 
   # ------------------------------------------------------------------------------------------
   def _training_outputs(self, features, proposals, gt_boxes, gt_classes, gt_masks,
