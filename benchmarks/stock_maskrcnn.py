@@ -128,25 +128,20 @@ class StockMaskRCNNLoss:
     return terms
 
 
+def compute_losses(model: maskrcnn_model.MaskRCNNModel, loss_fn: StockMaskRCNNLoss,
+                   images: tf.Tensor, labels: Mapping) -> Dict[str, tf.Tensor]:
+  """Loss terms of a training forward pass (labels as vild.data.targets builds them)."""
+  outputs = model(images, image_shape=labels["image_info"][:, 1, :],
+                  anchor_boxes=labels["anchor_boxes"], gt_boxes=labels["gt_boxes"],
+                  gt_classes=labels["gt_classes"], gt_masks=labels["gt_masks"], training=True)
+  return loss_fn(outputs, labels)
+
+
 def train_step(model: maskrcnn_model.MaskRCNNModel, optimizer, loss_fn: StockMaskRCNNLoss,
                images: tf.Tensor, labels: Mapping) -> Dict[str, tf.Tensor]:
   """One optimisation step, the same sequence as vild.training.train_step.train_step."""
   with tf.GradientTape() as tape:
-    outputs = model(images, image_shape=labels["image_info"][:, 1, :],
-                    anchor_boxes=labels["anchor_boxes"], gt_boxes=labels["gt_boxes"],
-                    gt_classes=labels["gt_classes"], gt_masks=labels["gt_masks"],
-                    training=True)
-    terms = loss_fn(outputs, labels)
+    terms = compute_losses(model, loss_fn, images, labels)
   variables = model.trainable_variables
   optimizer.apply_gradients(zip(tape.gradient(terms["total_loss"], variables), variables))
   return terms
-
-
-def build_variables(model: maskrcnn_model.MaskRCNNModel, image_size: int) -> None:
-  """Creates every variable with one training and one inference pass on a blank image."""
-  images = tf.zeros([1, image_size, image_size, 3])
-  image_shape = tf.constant([[image_size, image_size]], tf.float32)
-  half = image_size / 2
-  model(images, image_shape, gt_boxes=tf.constant([[[0.0, 0.0, half, half]]]),
-        gt_classes=tf.constant([[1]]), gt_masks=tf.ones([1, 1, 8, 8]), training=True)
-  model(images, image_shape, training=False)

@@ -72,19 +72,21 @@ def step_calls(model_kind: str, image_size: int, batch_size: int, num_classes: i
   optimizer = tf_keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
   if model_kind == "stock":
     model = stock_maskrcnn.build_stock_maskrcnn(num_classes)
-    stock_maskrcnn.build_variables(model, image_size)
     loss_fn = stock_maskrcnn.StockMaskRCNNLoss()
+    losses = lambda: stock_maskrcnn.compute_losses(model, loss_fn, images, labels)  # noqa: E731
     step = tf.function(lambda: stock_maskrcnn.train_step(model, optimizer, loss_fn, images,
                                                          labels)["total_loss"])
   else:
-    model = factory.build_vild_model(distillation=model_kind,
-                                     image_size=(image_size, image_size))
+    model = factory.build_vild_model(distillation=model_kind)
     loss_fn = losses_lib.ViLDLoss()
     text = unit_rows(num_classes, embedding_dim)
     if model_kind == "none":
       labels = {k: v for k, v in labels.items() if not k.startswith("distill_")}
+    losses = lambda: train_step_lib.compute_losses(  # noqa: E731
+        model, loss_fn, images, labels, text_embeddings=text)
     step = tf.function(lambda: train_step_lib.train_step(
         model, optimizer, loss_fn, images, labels, text_embeddings=text)["total_loss"])
+  losses()  # one eager forward creates the variables the optimizer must know before tracing
   optimizer.build(model.trainable_variables)
   return {"step": lambda: step().numpy()}
 
