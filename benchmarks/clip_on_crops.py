@@ -78,16 +78,10 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
       gin_files=settings.gin_files, gin_bindings=settings.gin_bindings), warmup=0)
   measured = harness.run_interleaved([workload], settings.rounds, isolated=isolated)[label]
   num_crops = measured.facts["clip_on_crops"]["crops"]
-  comparisons = [
-      report.Comparison(
-          f"inference wall time: CLIP on cropped regions / ViLD (paper: ~{PAPER_RATIO}x)",
-          report.Figure("CLIP on crops", measured.median("clip_on_crops"), "s/image"),
-          report.Figure("ViLD", measured.median("vild"), "s/image")),
-      report.Comparison(
-          "inference CPU time: CLIP on cropped regions / ViLD",
-          report.Figure("CLIP on crops", measured.median("clip_on_crops", cpu=True), "CPU s"),
-          report.Figure("ViLD", measured.median("vild", cpu=True), "CPU s")),
-  ]
+  comparisons = report.time_and_memory(
+      f"inference: CLIP on cropped regions / ViLD (paper: ~{PAPER_RATIO}x)",
+      report.Side("CLIP on crops", measured, "clip_on_crops"),
+      report.Side("ViLD", measured, "vild"))
   details = [
       f"CLIP on crops embedded {num_crops} crops per image ({num_crops // 2} proposals x "
       "1x and 1.5x), after the same detector pass ViLD makes.",

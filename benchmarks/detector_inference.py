@@ -59,7 +59,7 @@ def inference_calls(model_kind: str, image_size: int, num_classes: int,
   detect = tf.function(lambda: model(images, image_shape, training=False))
   generator = factory.build_detection_generator().get_config()
   settings = {"proposals": num_rois, **{k: generator[k] for k in (
-      "score_threshold", "nms_iou_threshold", "max_num_detections")}}
+      "pre_nms_top_k", "score_threshold", "nms_iou_threshold", "max_num_detections")}}
 
   def detect_once():
     detect()["detection_boxes"].numpy()
@@ -95,6 +95,14 @@ DEFAULT = Settings()
 QUICK = Settings(image_size=128, num_classes=30, rounds=1, gin_files=(benchmarks.TINY_GIN,))
 
 
+def describe(label: str, measured: harness.WorkerReport) -> str:
+  """One model's absolute figures, with its post-processing's share of the image."""
+  image, postprocess = (measured.median(name, cpu=True) for name in ("detect", "postprocess"))
+  return (f"{label}: {measured.median('detect'):.2f} s/image wall, {image:.2f} CPU s/image; "
+          f"its post-processing alone {postprocess:.2f} CPU s ({100 * postprocess / image:.0f}%"
+          f" of the image); peak RSS {report.gibibytes(measured.peak_rss)}")
+
+
 def run(settings: Settings, isolated: bool = True) -> report.RowResult:
   workloads = [harness.Workload(LABELS[kind], inference_calls, dict(
       model_kind=kind, image_size=settings.image_size, num_classes=settings.num_classes,
@@ -102,28 +110,11 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
   reports = harness.run_interleaved(workloads, settings.rounds, isolated=isolated)
   vild, stock = reports[LABELS["vild"]], reports[LABELS["stock"]]
   facts = vild.facts["detect"]
-  comparisons = [
-      report.Comparison(
-          "detector inference, images/s (wall): ViLD / stock softmax",
-          report.Figure("ViLD", 1 / vild.median("detect"), "images/s"),
-          report.Figure("stock", 1 / stock.median("detect"), "images/s")),
-      report.Comparison(
-          "detector inference, CPU s/image: ViLD / stock softmax",
-          report.Figure("ViLD", vild.median("detect", cpu=True), "CPU s"),
-          report.Figure("stock", stock.median("detect", cpu=True), "CPU s")),
-  ]
-  if vild.peak_rss and stock.peak_rss:
-    comparisons.append(report.Comparison(
-        "detector inference peak memory: ViLD / stock softmax",
-        report.Figure("ViLD", vild.peak_rss / 2**30, "GiB"),
-        report.Figure("stock", stock.peak_rss / 2**30, "GiB")))
-  details = [
-      f"{label}: {measured.median('detect'):.2f} s/image wall, "
-      f"{measured.median('detect', cpu=True):.2f} CPU s/image; its post-processing alone "
-      f"{measured.median('postprocess', cpu=True):.2f} CPU s "
-      f"({100 * measured.median('postprocess', cpu=True) / measured.median('detect', cpu=True):.0f}%"
-      f" of the image); peak RSS {report.gibibytes(measured.peak_rss)}"
-      for label, measured in ((LABELS["vild"], vild), (LABELS["stock"], stock))]
+  comparisons = report.time_and_memory(
+      f"detector inference, {settings.num_classes} classes: ViLD / stock softmax",
+      report.Side("ViLD", vild, "detect"), report.Side("stock", stock, "detect"),
+      wall_rate_unit="images/s")
+  details = [describe(LABELS["vild"], vild), describe(LABELS["stock"], stock)]
   setup = (f"{training_step.describe_model(settings.gin_files)}, one "
            f"{settings.image_size}x{settings.image_size} image, {settings.num_classes} "
            f"classes, masks on, {facts['proposals']} proposals, score threshold "
@@ -131,7 +122,8 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
            f"{facts['max_num_detections']} detections (the paper's inference settings at the "
            "default sizes). ViLD: cosine head over a "
            f"[{settings.num_classes}, D] text matrix + ViLDDetectionGenerator (top "
-           "10000 (RoI, class) pairs, one NMS with class offsets). Stock: DetectionHead "
+           f"{facts['pre_nms_top_k']} (RoI, class) pairs, one NMS with class offsets). Stock: "
+           "DetectionHead "
            f"softmax over {settings.num_classes} + 1 + official DetectionGenerator "
            "(nms_version='batched'). Each in its own process, "
            f"{settings.rounds} interleaved round(s) after one warm-up; medians.")

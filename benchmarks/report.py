@@ -10,6 +10,8 @@ import os
 import platform
 from typing import List, Optional, Sequence
 
+from benchmarks import harness
+
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
@@ -50,6 +52,38 @@ class Comparison:
     if self.target is None:
       return ""
     return f"{self.target}: {'met' if self.target.met(self.ratio) else 'NOT met'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+  """One side of a comparison: a call of a worker's report, under a short label."""
+  label: str
+  measured: harness.WorkerReport
+  call: str
+
+
+def time_and_memory(what: str, a: Side, b: Side, cpu_target: Optional[Target] = None,
+                    wall_rate_unit: Optional[str] = None) -> List[Comparison]:
+  """CPU-time, wall-time and (when each ran in its own process) peak-memory comparisons.
+
+  Times are medians over the rounds. `wall_rate_unit` (e.g. 'images/s') shows wall time as
+  calls per second instead of seconds per call.
+  """
+  def wall(side: Side) -> Figure:
+    seconds = side.measured.median(side.call)
+    if wall_rate_unit:
+      return Figure(side.label, 1.0 / seconds, wall_rate_unit)
+    return Figure(side.label, seconds, "s")
+
+  comparisons = [
+      Comparison(f"{what}, CPU time", *(Figure(side.label, side.measured.median(
+          side.call, cpu=True), "CPU s") for side in (a, b)), cpu_target),
+      Comparison(f"{what}, wall {'rate' if wall_rate_unit else 'time'}", wall(a), wall(b)),
+  ]
+  if a.measured is not b.measured and a.measured.peak_rss and b.measured.peak_rss:
+    comparisons.append(Comparison(f"{what}, peak memory", *(Figure(
+        side.label, side.measured.peak_rss / 2**30, "GiB") for side in (a, b))))
+  return comparisons
 
 
 @dataclasses.dataclass
