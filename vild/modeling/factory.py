@@ -85,13 +85,21 @@ def build_roi_generator(pre_nms_top_k: int = 2000, nms_iou_threshold: float = 0.
 
 @gin.configurable
 def build_roi_sampler(num_sampled_rois: int = 512, foreground_fraction: float = 0.25,
-                      foreground_iou_threshold: float = 0.5) -> tf_keras.layers.Layer:
+                      foreground_iou_threshold: float = 0.5,
+                      skip_subsampling: bool = False) -> tf_keras.layers.Layer:
+  """Training RoIs (paper: 512 per image, 25% foreground at IoU 0.5).
+
+  `skip_subsampling=True` keeps every proposal and ground-truth box instead of a random
+  subset: the step then has no random op, which the exact-resume tests need (the subsampling's
+  tf.random.shuffle keeps kernel state that TensorFlow cannot checkpoint).
+  """
   return roi_sampler_lib.ROISampler(
       mix_gt_boxes=True, num_sampled_rois=num_sampled_rois,
       foreground_fraction=foreground_fraction,
       foreground_iou_threshold=foreground_iou_threshold,
       background_iou_high_threshold=foreground_iou_threshold,
-      background_iou_low_threshold=0.0)
+      background_iou_low_threshold=0.0,
+      skip_subsampling=skip_subsampling)
 
 
 @gin.configurable
