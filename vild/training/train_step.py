@@ -4,7 +4,7 @@ The step is plain TensorFlow so a trainer can wrap it in `tf.function` and `stra
 Following the Model Garden convention, the loss is divided by the number of replicas before
 differentiation and gradients are summed across replicas by the optimizer.
 """
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
@@ -44,13 +44,22 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
                loss_fn: losses_lib.ViLDLoss, images: tf.Tensor, labels: Mapping,
                text_embeddings: Optional[tf.Tensor] = None,
                class_mask: Optional[tf.Tensor] = None,
-               trainable_variables=None) -> Dict[str, tf.Tensor]:
-  """Runs one optimisation step; returns the loss terms (before the replica division)."""
+               trainable_variables: Optional[Sequence[tf.Variable]] = None,
+               weight_decay_fn: Optional[Callable[[Sequence[tf.Variable]], tf.Tensor]] = None
+               ) -> Dict[str, tf.Tensor]:
+  """Runs one optimisation step; returns the loss terms (before the replica division).
+
+  `weight_decay_fn(variables)` (e.g. vild.training.optimizer.weight_decay_loss) adds the
+  'weight_decay_loss' term to 'total_loss'.
+  """
   variables = trainable_variables if trainable_variables is not None else (
       model.trainable_variables)
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
   with tf.GradientTape() as tape:
     terms = compute_losses(model, loss_fn, images, labels, text_embeddings, class_mask)
+    if weight_decay_fn is not None:
+      terms["weight_decay_loss"] = weight_decay_fn(variables)
+      terms["total_loss"] += terms["weight_decay_loss"]
     scaled_loss = terms["total_loss"] / num_replicas
   gradients = tape.gradient(scaled_loss, variables)
   optimizer.apply_gradients(zip(gradients, variables))

@@ -1,0 +1,300 @@
+"""The training loop: a gin-configured ViLD run on any tf.distribute strategy, resumable exactly.
+
+  trainer = Trainer(model_dir, dataset_fn, strategy)   # gin: Trainer.* and the builders
+  history = trainer.train()
+
+Each loop of `steps_per_loop` steps is one tf.function call:
+  next batch per replica -> strategy.run(train_step) -> loss terms averaged over replicas.
+Between loops: the NaN/inf guard, TensorBoard summaries (every loss term, learning rate,
+examples/second), a console line with ETA, a checkpoint every `checkpoint_interval` steps,
+and on SIGTERM (TPU/VM preemption) a checkpoint and a clean stop.
+
+Exact resume: a checkpoint holds the model, the optimizer (momentum and step counter) and, when
+one host feeds all replicas, the tf.data iterator itself (`exact_resume_input`; distributed
+iterators cannot be checkpointed, so batches are read from one host iterator and handed to
+the replicas). A killed run restarted with the same command continues from its last
+checkpoint at the same step, optimiser state and data position.
+
+The dataset function takes a `tf.distribute.InputContext` and returns per-replica batches
+`(images, labels)` in the layout of `vild.training.train_step.forward`, so any input pipeline
+works (the TFRecord one in vild.data, toy scenes in tests).
+"""
+import contextlib
+import os
+import signal
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from vild import losses as losses_lib
+from vild import text_embeddings as text_embeddings_lib
+from vild.modeling import factory
+from vild.training import checkpoints
+from vild.training import optimizer as optimizer_lib
+from vild.training import strategy as strategy_lib
+from vild.training import train_step as train_step_lib
+from vild.utils import io
+from vild.utils import progress as progress_lib
+
+DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+
+class NonFiniteLossError(RuntimeError):
+  """A loss became NaN or inf; the message names the step, the terms and the last checkpoint."""
+
+
+class Preempted(RuntimeError):
+  """The job got SIGTERM; a checkpoint was written and the run can be resumed."""
+
+
+@gin.configurable(denylist=["model_dir", "dataset_fn", "strategy"])
+class Trainer:
+  """A ViLD training run in `model_dir`.
+
+  Args:
+    model_dir: checkpoints (ckpt-<step>), TensorBoard logs (train/) and the operative gin.
+    dataset_fn: InputContext -> tf.data.Dataset of per-replica batches (see module doc).
+    strategy: a tf.distribute strategy (vild.training.strategy.select_strategy); default
+      TensorFlow's default strategy.
+    text_embeddings_path: the training vocabulary's [C, D] .npy (vild.text_embeddings).
+    global_batch_size: images per step over all replicas (paper 256).
+    train_steps: total optimiser steps (paper 180000).
+    steps_per_loop: steps per tf.function call; summaries and the console line per loop.
+    checkpoint_interval: save every this many steps (and at the end).
+    max_checkpoints: how many checkpoints to keep.
+    mask_novel_logits: zero the novel classes' logits in the ViLD-text loss (the official
+      "mask rare"; needs the vocabulary's novel flags from the embedding sidecar).
+    init_checkpoint: a checkpoint to initialise from when model_dir has none.
+    init_parts: parts of the model to initialise (model.checkpoint_items names), None = all.
+    exact_resume_input: checkpoint the input iterator (one input host only).
+    seed: seed of Python, NumPy and TensorFlow.
+  """
+
+  def __init__(self,
+               model_dir: str,
+               dataset_fn: DatasetFn,
+               strategy: Optional[tf.distribute.Strategy] = None,
+               text_embeddings_path: str = gin.REQUIRED,
+               global_batch_size: int = 256,
+               train_steps: int = 180000,
+               steps_per_loop: int = 100,
+               checkpoint_interval: int = 1000,
+               max_checkpoints: int = 5,
+               mask_novel_logits: bool = False,
+               init_checkpoint: Optional[str] = None,
+               init_parts: Optional[Sequence[str]] = None,
+               exact_resume_input: bool = True,
+               seed: int = 0):
+    for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
+                        ("checkpoint_interval", checkpoint_interval),
+                        ("max_checkpoints", max_checkpoints)):
+      if value <= 0:
+        raise ValueError(f"Trainer.{name} must be positive, got {value}.")
+    self.model_dir = model_dir
+    self._strategy = strategy or tf.distribute.get_strategy()
+    self._train_steps = train_steps
+    self._steps_per_loop = steps_per_loop
+    self._checkpoint_interval = checkpoint_interval
+    self._global_batch_size = global_batch_size
+    self._is_chief = strategy_lib.is_chief(self._strategy)
+    tf_keras.utils.set_random_seed(seed)
+    tf.io.gfile.makedirs(model_dir)
+
+    num_replicas = self._strategy.num_replicas_in_sync
+    self._host_input = exact_resume_input and strategy_lib.num_input_hosts(self._strategy) == 1
+    if exact_resume_input and not self._host_input:
+      logging.warning("Several input hosts: the input position is not checkpointed; a resumed "
+                      "run restarts its data stream.")
+    dataset, image_size = self._make_dataset(dataset_fn, global_batch_size, num_replicas)
+    self._text_embeddings, self._class_mask = self._load_vocabulary(text_embeddings_path,
+                                                                    mask_novel_logits)
+    with self._strategy.scope():
+      self.model = factory.build_vild_model()
+      factory.build_variables(self.model, image_size)
+      self.optimizer = optimizer_lib.build_optimizer(optimizer_lib.learning_rate_schedule())
+      self._variables = optimizer_lib.trainable_variables(self.model)
+      self.optimizer.build(self._variables)
+      self._iterator = iter(dataset)
+    self._loss_fn = losses_lib.ViLDLoss()
+    logging.info("Training %d of %d variables; global batch %d = %d replicas x %d.",
+                 len(self._variables), len(self.model.trainable_variables), global_batch_size,
+                 num_replicas, global_batch_size // num_replicas)
+
+    tracked = dict(model=self.model, optimizer=self.optimizer)
+    if self._host_input:
+      tracked["data"] = self._iterator
+    self._checkpoint = tf.train.Checkpoint(**tracked)
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, self._checkpoint_dir(), max_to_keep=max_checkpoints)
+    restored = checkpoints.restore_latest(self._checkpoint, self._manager)
+    if restored is None and init_checkpoint:
+      report = checkpoints.init_from_checkpoint(self.model, init_checkpoint, init_parts)
+      if self._is_chief:
+        report.save(os.path.join(model_dir, "init_report.json"))
+    self._summary_writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+                            if self._is_chief else tf.summary.create_noop_writer())
+    if self._is_chief:
+      io.write_text_atomic(os.path.join(model_dir, "operative_config.gin"),
+                           gin.operative_config_str())
+    self._term_names: List[str] = []
+    self._preempted = False
+
+  # ------------------------------------------------------------------------------------------
+  # Set-up.
+  def _make_dataset(self, dataset_fn, global_batch_size, num_replicas):
+    if global_batch_size % num_replicas:
+      raise ValueError(f"Trainer.global_batch_size={global_batch_size} is not divisible by "
+                       f"the {num_replicas} replicas.")
+    num_hosts = 1 if self._host_input else strategy_lib.num_input_hosts(self._strategy)
+    context = tf.distribute.InputContext(num_hosts, 0, num_replicas)
+    dataset = dataset_fn(context)
+    images_spec = dataset.element_spec[0]
+    per_replica = global_batch_size // num_replicas
+    if images_spec.shape[0] != per_replica:
+      raise ValueError(
+          f"The dataset yields batches of {images_spec.shape[0]} images but "
+          f"Trainer.global_batch_size={global_batch_size} over {num_replicas} replicas needs "
+          f"{per_replica} per replica (with drop_remainder=True); make the input pipeline "
+          "use InputContext.get_per_replica_batch_size(global batch size).")
+    if self._host_input:
+      return dataset, tuple(images_spec.shape[1:3])
+    return (self._strategy.distribute_datasets_from_function(dataset_fn),
+            tuple(images_spec.shape[1:3]))
+
+  def _load_vocabulary(self, path, mask_novel_logits):
+    matrix, vocabulary = text_embeddings_lib.load(path)
+    logging.info("Training vocabulary: %s", vocabulary.describe() if vocabulary else
+                 f"{matrix.shape[0]} categories (no sidecar vocabulary) from {path}")
+    class_mask = None
+    if mask_novel_logits:
+      if vocabulary is None:
+        raise ValueError(f"{path}: Trainer.mask_novel_logits needs the vocabulary's novel "
+                         "flags, but the embeddings have no sidecar JSON; save them with "
+                         "vild.text_embeddings.save.")
+      class_mask = tf.constant(vocabulary.base_mask)
+    return tf.constant(matrix), class_mask
+
+  def _checkpoint_dir(self) -> str:
+    if self._is_chief:
+      return self.model_dir
+    # Every worker must take part in a distributed save; only the chief's copy is kept.
+    resolver = self._strategy.cluster_resolver
+    return os.path.join(self.model_dir, f".worker_{resolver.task_type}_{resolver.task_id}")
+
+  # ------------------------------------------------------------------------------------------
+  # The compiled part.
+  def _replica_step(self, images, labels):
+    return train_step_lib.train_step(
+        self.model, self.optimizer, self._loss_fn, images, labels,
+        text_embeddings=self._text_embeddings, class_mask=self._class_mask,
+        trainable_variables=self._variables,
+        weight_decay_fn=optimizer_lib.weight_decay_loss)
+
+  def _next_batch(self, iterator):
+    if not self._host_input:
+      return next(iterator)
+    # Consecutive per-replica batches of the host iterator, one per replica, as
+    # distribute_datasets_from_function would hand them out.
+    batches = [next(iterator) for _ in range(self._strategy.num_replicas_in_sync)]
+    return self._strategy.experimental_distribute_values_from_function(
+        lambda context: batches[context.replica_id_in_sync_group])
+
+  @tf.function
+  def _train_loop(self, iterator, num_steps):
+    """Runs `num_steps` steps; returns [num_steps, num_terms] replica-averaged loss terms."""
+    history = tf.TensorArray(tf.float32, size=num_steps)
+    for i in tf.range(num_steps):
+      images, labels = self._next_batch(iterator)
+      terms = self._strategy.run(self._replica_step, args=(images, labels))
+      history = history.write(i, self._replica_mean(terms))
+    return history.stack()
+
+  def _replica_mean(self, terms) -> tf.Tensor:
+    """[num_terms] loss terms averaged over replicas, in the order of `_term_names`."""
+    self._term_names = sorted(terms)  # Set while tracing; Python-side bookkeeping only.
+    return tf.stack([self._strategy.reduce(tf.distribute.ReduceOp.MEAN, terms[name], axis=None)
+                     for name in self._term_names])
+
+  # ------------------------------------------------------------------------------------------
+  @property
+  def step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  def learning_rate(self, step: int) -> float:
+    schedule = self.optimizer._learning_rate  # pylint: disable=protected-access
+    return float(schedule(step)) if callable(schedule) else float(schedule.numpy())
+
+  def train(self) -> Dict[str, List[float]]:
+    """Trains to `train_steps`; returns this call's per-step loss terms and 'step'."""
+    step = self.step
+    history: Dict[str, List[float]] = {"step": []}
+    progress = progress_lib.Progress(self._train_steps, step)
+    logging.info("Training from step %d to %d in %s.", step, self._train_steps, self.model_dir)
+    with self._sigterm_saves_and_stops():
+      while step < self._train_steps:
+        num_steps = min(self._steps_per_loop, self._train_steps - step,
+                        self._checkpoint_interval - step % self._checkpoint_interval)
+        start = time.monotonic()
+        rows = self._train_loop(self._iterator, tf.constant(num_steps)).numpy()
+        elapsed = time.monotonic() - start
+        self._raise_if_not_finite(rows, step)
+        for offset, row in enumerate(rows):
+          history["step"].append(step + offset + 1)
+          for name, value in zip(self._term_names, row):
+            history.setdefault(name, []).append(float(value))
+        step += num_steps
+        self._write_summaries(rows, step, num_steps / max(elapsed, 1e-9))
+        progress.update(step)
+        logging.info("%s | %s | lr %.5g", progress.describe(), self._describe(rows[-1]),
+                     self.learning_rate(step - 1))
+        if step % self._checkpoint_interval == 0 or step == self._train_steps:
+          self._manager.save(checkpoint_number=step)
+        if self._preempted:
+          path = self._manager.save(checkpoint_number=step)
+          raise Preempted(f"SIGTERM at step {step}: saved {path}; rerun the same command to "
+                          "resume.")
+    self._summary_writer.flush()
+    return history
+
+  def _describe(self, row) -> str:
+    return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row))
+
+  def _raise_if_not_finite(self, rows: np.ndarray, first_step: int) -> None:
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if bad.size:
+      row = rows[bad[0]]
+      raise NonFiniteLossError(
+          f"Loss is not finite at step {first_step + bad[0] + 1}: {self._describe(row)}. "
+          f"Last good checkpoint: {self._manager.latest_checkpoint or 'none'}. Lower the "
+          "learning rate (learning_rate_schedule.base_learning_rate), enable "
+          "build_optimizer.gradient_clip_norm, or check the input data.")
+
+  def _write_summaries(self, rows: np.ndarray, step: int, steps_per_second: float) -> None:
+    with self._summary_writer.as_default(step=step):
+      for name, values in zip(self._term_names, rows.T):
+        tf.summary.scalar(f"loss/{name}", float(values.mean()))
+      tf.summary.scalar("learning_rate", self.learning_rate(step - 1))
+      tf.summary.scalar("steps_per_second", steps_per_second)
+      tf.summary.scalar("examples_per_second", steps_per_second * self._global_batch_size)
+
+  @contextlib.contextmanager
+  def _sigterm_saves_and_stops(self):
+    """On SIGTERM (a preempted TPU VM or spot VM), finish the loop, save and stop."""
+    def handler(signum, frame):
+      del signum, frame
+      logging.warning("SIGTERM: saving a checkpoint after the current loop.")
+      self._preempted = True
+    try:
+      previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # Not the main thread: leave signals to the caller.
+      yield
+      return
+    try:
+      yield
+    finally:
+      signal.signal(signal.SIGTERM, previous)
