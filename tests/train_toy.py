@@ -37,3 +37,60 @@ def toy_dataset_fn(global_batch_size: int = 2, num_scenes: int = 8, num_distill_
     return dataset.batch(context.get_per_replica_batch_size(global_batch_size),
                          drop_remainder=True)
   return dataset_fn
+
+
+def toy_eval_data(num_scenes: int = 4, scale: float = 0.5, seed_offset: int = 100,
+                  max_instances: int = 8):
+  """An eval split of toy scenes as (images [N, H, W, 3], labels, LVIS-style annotation dict).
+
+  The scenes pretend to be originals of size IMAGE_SIZE / scale resized by `scale` for the
+  model, so boxes must be mapped back through image_info. Labels follow the eval layout:
+  image_info [N, 4, 2] and groundtruths (source_id, height, width, num_detections, boxes
+  [N, K, 4] original pixels, classes (dataset ids), areas, is_crowds, masks [N, K, 28, 28]).
+  """
+  from vild.data import targets  # pylint: disable=g-import-not-at-top
+  from official.vision.ops import preprocess_ops  # pylint: disable=g-import-not-at-top
+  from pycocotools import mask as mask_api  # pylint: disable=g-import-not-at-top
+  height, width = IMAGE_SIZE
+  original = (int(height / scale), int(width / scale))
+  vocab = vocabulary_lib.Vocabulary.from_names(toy.TOY_CATEGORIES, novel_names=NOVEL)
+  images, infos, gts = [], [], []
+  annotations, image_entries = [], []
+  for i in range(num_scenes):
+    scene = toy.toy_scene(seed_offset + i, IMAGE_SIZE)
+    image_id = i + 1
+    images.append(preprocess_ops.normalize_image(tf.constant(scene["image"])))
+    infos.append(np.array([original, IMAGE_SIZE, [scale, scale], [0, 0]], np.float32))
+    boxes = scene["boxes"] / scale
+    n = len(boxes)
+    full_masks = tf.image.resize(scene["masks"][..., None], original, method="nearest")
+    full_masks = full_masks.numpy()[..., 0].astype(np.uint8)
+    crops = targets.crop_masks_to_boxes(scene["masks"], scene["boxes"], IMAGE_SIZE, 28).numpy()
+    pad = lambda a, value: np.concatenate(  # noqa: E731
+        [a, np.full((max_instances - n,) + a.shape[1:], value, a.dtype)])
+    category_ids = np.asarray(vocab.category_ids)[scene["classes"] - 1]
+    gts.append({
+        "source_id": np.int64(image_id), "height": np.int32(original[0]),
+        "width": np.int32(original[1]), "num_detections": np.int32(n),
+        "boxes": pad(boxes.astype(np.float32), -1), "classes": pad(category_ids, -1),
+        "areas": pad(full_masks.reshape(n, -1).sum(1).astype(np.float32), -1),
+        "is_crowds": pad(np.zeros(n, np.int32), 0), "masks": pad(crops, -1)})
+    image_entries.append({"id": image_id, "height": original[0], "width": original[1],
+                          "neg_category_ids": [c for c in vocab.category_ids
+                                               if c not in set(category_ids)],
+                          "not_exhaustive_category_ids": []})
+    for k in range(n):
+      rle = mask_api.encode(np.asfortranarray(full_masks[k]))
+      rle["counts"] = rle["counts"].decode("ascii")
+      y0, x0, y1, x1 = boxes[k]
+      annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                          "category_id": int(category_ids[k]), "iscrowd": 0,
+                          "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                          "area": float(full_masks[k].sum()), "segmentation": rle})
+  labels = {"image_info": tf.constant(np.stack(infos)),
+            "groundtruths": {k: tf.constant(np.stack([g[k] for g in gts])) for k in gts[0]}}
+  categories = [{"id": c, "name": n, "frequency": "r" if nov else "f", "synonyms": [n]}
+                for c, n, nov in zip(vocab.category_ids, vocab.names, vocab.is_novel)]
+  annotation = {"images": image_entries, "annotations": annotations,
+                "categories": categories}
+  return tf.stack(images), labels, annotation

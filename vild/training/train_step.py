@@ -14,8 +14,12 @@ from vild.modeling import vild_model
 
 
 def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
-            training: bool, text_embeddings: Optional[tf.Tensor] = None) -> Dict:
-  """Calls the model with the input pipeline's labels (see vild.data.targets)."""
+            training: bool, text_embeddings: Optional[tf.Tensor] = None,
+            base_mask: Optional[tf.Tensor] = None) -> Dict:
+  """Calls the model with the input pipeline's labels (see vild.data.targets).
+
+  `base_mask` [C] (True = base class) is used by ViLD-ensemble scoring at inference.
+  """
   return model(
       images,
       image_shape=labels["image_info"][:, 1, :],
@@ -25,6 +29,7 @@ def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
       gt_masks=labels.get("gt_masks"),
       distill_rois=labels.get("distill_rois") if training else None,
       text_embeddings=text_embeddings,
+      base_mask=base_mask,
       training=training)
 
 
