@@ -89,8 +89,8 @@ def init_from_checkpoint(model: tf.Module, path: str,
     model: a built ViLDModel (variables exist).
     path: a checkpoint prefix (…/ckpt-1000) or a directory (its latest checkpoint).
     parts: names from `model.checkpoint_items` (e.g. ['backbone']); None = every variable.
-      A part is found under this trainer's layout (model/<...>) or at the top level
-      (<part>/<...>, the Model Garden's layout for backbones).
+      A variable is looked up under this trainer's layout (model/<...>), then under its
+      part at the top level (<part>/<...>, the Model Garden's layout for backbones).
 
   Returns:
     An InitReport (also logged).
@@ -106,7 +106,8 @@ def init_from_checkpoint(model: tf.Module, path: str,
       candidates[id(variable)].append(key)
   for part, layer in _parts(model, parts).items():
     for key, variable in variable_keys(tf.train.Checkpoint(**{part: layer})).items():
-      candidates[id(variable)].append(key)
+      if id(variable) in wanted:
+        candidates[id(variable)].append(key)
 
   restored, not_restored, mismatch, used = [], [], [], set()
   for variable_id, variable in wanted.items():
@@ -149,9 +150,10 @@ def _resolve_checkpoint_path(path: str) -> str:
 
 
 def _parts(model, parts: Optional[Sequence[str]]) -> Dict[str, tf.Module]:
-  if parts is None:
-    return {}
+  """The named parts (default: all of `model.checkpoint_items`)."""
   items = model.checkpoint_items
+  if parts is None:
+    return dict(items)
   unknown = set(parts) - set(items)
   if unknown:
     raise ValueError(f"init parts {sorted(unknown)} are not parts of this model; choose from "

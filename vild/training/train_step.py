@@ -52,7 +52,8 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
                trainable_variables: Optional[Sequence[tf.Variable]] = None,
                weight_decay_fn: Optional[Callable[[Sequence[tf.Variable]], tf.Tensor]] = None
                ) -> Dict[str, tf.Tensor]:
-  """Runs one optimisation step; returns the loss terms (before the replica division).
+  """Runs one optimisation step; returns the loss terms (before the replica division) and
+  'gradient_norm', the global norm of this replica's loss gradient.
 
   `weight_decay_fn(variables)` (e.g. vild.training.optimizer.weight_decay_loss) adds the
   'weight_decay_loss' term to 'total_loss'.
@@ -67,5 +68,8 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
       terms["total_loss"] += terms["weight_decay_loss"]
     scaled_loss = terms["total_loss"] / num_replicas
   gradients = tape.gradient(scaled_loss, variables)
+  # The norm of this replica's own gradient: a diagnostic, and it turns NaN that ReLUs hide
+  # from the loss (relu(NaN) = 0 on CPU) into a visible non-finite term.
+  terms["gradient_norm"] = tf.linalg.global_norm(gradients) * num_replicas
   optimizer.apply_gradients(zip(gradients, variables))
   return terms

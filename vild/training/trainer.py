@@ -138,9 +138,6 @@ class Trainer:
         report.save(os.path.join(model_dir, "init_report.json"))
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
                             if self._is_chief else tf.summary.create_noop_writer())
-    if self._is_chief:
-      io.write_text_atomic(os.path.join(model_dir, "operative_config.gin"),
-                           gin.operative_config_str())
     self._term_names: List[str] = []
     self._preempted = False
 
@@ -232,6 +229,7 @@ class Trainer:
   def train(self) -> Dict[str, List[float]]:
     """Trains to `train_steps`; returns this call's per-step loss terms and 'step'."""
     step = self.step
+    self._preempted = False
     history: Dict[str, List[float]] = {"step": []}
     progress = progress_lib.Progress(self._train_steps, step)
     logging.info("Training from step %d to %d in %s.", step, self._train_steps, self.model_dir)
@@ -243,6 +241,9 @@ class Trainer:
         rows = self._train_loop(self._iterator, tf.constant(num_steps)).numpy()
         elapsed = time.monotonic() - start
         self._raise_if_not_finite(rows, step)
+        if not history["step"] and self._is_chief:  # Every configurable has run by now.
+          io.write_text_atomic(os.path.join(self.model_dir, "operative_config.gin"),
+                               gin.operative_config_str())
         for offset, row in enumerate(rows):
           history["step"].append(step + offset + 1)
           for name, value in zip(self._term_names, row):
@@ -253,13 +254,26 @@ class Trainer:
         logging.info("%s | %s | lr %.5g", progress.describe(), self._describe(rows[-1]),
                      self.learning_rate(step - 1))
         if step % self._checkpoint_interval == 0 or step == self._train_steps:
-          self._manager.save(checkpoint_number=step)
+          self._save(step)
         if self._preempted:
-          path = self._manager.save(checkpoint_number=step)
+          path = self._save(step)
           raise Preempted(f"SIGTERM at step {step}: saved {path}; rerun the same command to "
                           "resume.")
     self._summary_writer.flush()
     return history
+
+  def _save(self, step: int) -> str:
+    try:
+      return self._manager.save(checkpoint_number=step)
+    except tf.errors.FailedPreconditionError as e:
+      if "stateful" not in str(e):
+        raise
+      raise ValueError(
+          f"Cannot checkpoint the input pipeline: it holds a stateful op ({e.message.strip()}). "
+          "Make its randomness stateless (tf.random.stateless_* seeded from the element "
+          "index), or set the dataset's options().experimental_external_state_policy to "
+          "WARN to checkpoint it without that state, or set "
+          "Trainer.exact_resume_input=False.") from e
 
   def _describe(self, row) -> str:
     return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row))
@@ -269,7 +283,8 @@ class Trainer:
     if bad.size:
       row = rows[bad[0]]
       raise NonFiniteLossError(
-          f"Loss is not finite at step {first_step + bad[0] + 1}: {self._describe(row)}. "
+          f"Loss or gradient is not finite at step {first_step + bad[0] + 1}: "
+          f"{self._describe(row)}. "
           f"Last good checkpoint: {self._manager.latest_checkpoint or 'none'}. Lower the "
           "learning rate (learning_rate_schedule.base_learning_rate), enable "
           "build_optimizer.gradient_clip_norm, or check the input data.")
