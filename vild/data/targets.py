@@ -26,7 +26,8 @@ def build_training_labels(image_size: Sequence[int],
                           rpn_match_threshold: float = 0.7,
                           rpn_unmatched_threshold: float = 0.3,
                           rpn_batch_size_per_im: int = 256,
-                          rpn_fg_fraction: float = 0.5) -> Dict[str, tf.Tensor]:
+                          rpn_fg_fraction: float = 0.5,
+                          seed: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
   """Labels for one (already resized and padded) image.
 
   Args:
@@ -39,6 +40,9 @@ def build_training_labels(image_size: Sequence[int],
     max_num_instances: boxes/classes/masks are clipped or -1 padded to this many.
     mask_crop_size: masks are cropped to their boxes and resized to this square size.
     rpn_*: RPN anchor matching (paper: 0.7 / 0.3, 256 anchors per image).
+    seed: optional [2] int stateless seed for the RPN anchor subsampling; the input pipeline
+      passes one so that seeded runs give identical labels (the official sampler draws from a
+      stateful op, which a parallel tf.data map makes irreproducible).
 
   Returns:
     dict with image_info [4, 2], anchor_boxes {level: [H_l, W_l, A*4]},
@@ -51,8 +55,10 @@ def build_training_labels(image_size: Sequence[int],
   classes = tf.cast(tf.reshape(classes, [-1]), tf.int32)
 
   anchor_boxes = anchor_spec.multilevel_anchor_boxes((height, width))
-  labeler = anchor_ops.RpnAnchorLabeler(rpn_match_threshold, rpn_unmatched_threshold,
-                                        rpn_batch_size_per_im, rpn_fg_fraction)
+  labeler_args = (rpn_match_threshold, rpn_unmatched_threshold, rpn_batch_size_per_im,
+                  rpn_fg_fraction)
+  labeler = (anchor_ops.RpnAnchorLabeler(*labeler_args) if seed is None
+             else SeededRpnAnchorLabeler(*labeler_args, seed=seed))
   rpn_score_targets, rpn_box_targets = labeler.label_anchors(
       anchor_boxes, boxes, tf.cast(classes[:, tf.newaxis], tf.float32))
   if image_info is None:
@@ -72,6 +78,39 @@ def build_training_labels(image_size: Sequence[int],
     labels["gt_masks"] = preprocess_ops.clip_or_pad_to_fixed_size(
         cropped, max_num_instances, -1)
   return labels
+
+
+class SeededRpnAnchorLabeler(anchor_ops.RpnAnchorLabeler):
+  """official.vision's RPN anchor labeler with the same balanced subsampling, drawn statelessly.
+
+  Up to fg_fraction x batch positives, then negatives to fill the batch, each chosen uniformly
+  at random among the candidates (BalancedPositiveNegativeSampler's non-static rule).
+  """
+
+  def __init__(self, *args, seed: tf.Tensor, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._seed = seed
+
+  def _get_rpn_samples(self, match_results):
+    # match_results: [N] 1 matched, -1 unmatched (negative), -2 ignored.
+    positive = match_results > -1
+    negative = tf.equal(match_results, -1)
+    priority = tf.random.stateless_uniform(tf.shape(match_results), self._seed)
+    max_positives = int(self._rpn_fg_fraction * self._rpn_batch_size_per_im)
+    sampled_positive = _random_subset(positive, max_positives, priority)
+    num_positives = tf.reduce_sum(tf.cast(sampled_positive, tf.int32))
+    sampled_negative = _random_subset(negative, self._rpn_batch_size_per_im - num_positives,
+                                      priority)
+    score_targets = tf.where(sampled_positive, 1, tf.where(sampled_negative, 0, -1))
+    return score_targets, tf.cast(sampled_positive, tf.int32), tf.cast(sampled_negative,
+                                                                       tf.int32)
+
+
+def _random_subset(candidates: tf.Tensor, count, priority: tf.Tensor) -> tf.Tensor:
+  """[N] bool: `count` of the True `candidates` (all if fewer), those of highest `priority`."""
+  score = tf.where(candidates, priority, -1.0)
+  rank = tf.argsort(tf.argsort(score, direction="DESCENDING", stable=True), stable=True)
+  return tf.logical_and(candidates, rank < count)
 
 
 def crop_masks_to_boxes(masks: tf.Tensor, boxes: tf.Tensor, image_size: Sequence[int],

@@ -67,6 +67,8 @@ def toy_batch(seeds, size: Tuple[int, int] = (128, 128), num_objects: int = 3,
   labels = targets.stack_labels([
       targets.build_training_labels(size, s["boxes"], s["classes"], s["masks"])
       for s in scenes])
+  # One stateless RoI-sampling seed per image, derived from the scene (see roi_sampler.py).
+  labels["sampling_seeds"] = tf.constant([[s, 0] for s in seeds], tf.int32)
   if num_distill_rois:
     rois = -np.ones((len(scenes), num_distill_rois, 4), np.float32)
     for i, s in enumerate(scenes):

@@ -22,11 +22,11 @@ from official.vision.modeling.heads import instance_heads
 from official.vision.modeling.layers import mask_sampler as mask_sampler_lib
 from official.vision.modeling.layers import roi_aligner as roi_aligner_lib
 from official.vision.modeling.layers import roi_generator as roi_generator_lib
-from official.vision.modeling.layers import roi_sampler as roi_sampler_lib
 from vild import anchors as anchors_lib
 from vild.modeling import detection_generator as detection_generator_lib
 from vild.modeling import ensemble
 from vild.modeling import region_tower as region_tower_lib
+from vild.modeling import roi_sampler
 from vild.modeling import text_classifier as text_classifier_lib
 from vild.modeling import vild_model
 
@@ -85,21 +85,11 @@ def build_roi_generator(pre_nms_top_k: int = 2000, nms_iou_threshold: float = 0.
 
 @gin.configurable
 def build_roi_sampler(num_sampled_rois: int = 512, foreground_fraction: float = 0.25,
-                      foreground_iou_threshold: float = 0.5,
-                      skip_subsampling: bool = False) -> tf_keras.layers.Layer:
-  """Training RoIs (paper: 512 per image, 25% foreground at IoU 0.5).
-
-  `skip_subsampling=True` keeps every proposal and ground-truth box instead of a random
-  subset: the step then has no random op, which the exact-resume tests need (the subsampling's
-  tf.random.shuffle keeps kernel state that TensorFlow cannot checkpoint).
-  """
-  return roi_sampler_lib.ROISampler(
-      mix_gt_boxes=True, num_sampled_rois=num_sampled_rois,
-      foreground_fraction=foreground_fraction,
-      foreground_iou_threshold=foreground_iou_threshold,
-      background_iou_high_threshold=foreground_iou_threshold,
-      background_iou_low_threshold=0.0,
-      skip_subsampling=skip_subsampling)
+                      foreground_iou_threshold: float = 0.5) -> tf_keras.layers.Layer:
+  """Training RoIs (paper: 512 per image, 25% foreground at IoU 0.5), seeded per image."""
+  return roi_sampler.SeededROISampler(
+      num_sampled_rois=num_sampled_rois, foreground_fraction=foreground_fraction,
+      foreground_iou_threshold=foreground_iou_threshold)
 
 
 @gin.configurable

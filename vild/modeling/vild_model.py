@@ -161,6 +161,7 @@ class ViLDModel(tf_keras.Model):
            distill_rois: Optional[tf.Tensor] = None,
            text_embeddings: Optional[tf.Tensor] = None,
            base_mask: Optional[tf.Tensor] = None,
+           sampling_seeds: Optional[tf.Tensor] = None,
            training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
     """Runs the model.
 
@@ -173,6 +174,8 @@ class ViLDModel(tf_keras.Model):
       distill_rois: [B, M, 4] pixel boxes for distillation, -1 padded (training only).
       text_embeddings: [C, D] vocabulary for this call; default the stored one.
       base_mask: [C] bool for ViLD-ensemble; default the stored one.
+      sampling_seeds: [B, 2] int, one seed per image for the RoI subsample (training); with
+        them a step is reproducible across resumes and replica layouts (see roi_sampler.py).
       training: training mode.
 
     Returns:
@@ -197,7 +200,7 @@ class ViLDModel(tf_keras.Model):
     if training:
       outputs.update(self._training_outputs(
           features, tf.stop_gradient(proposals), gt_boxes, gt_classes, gt_masks,
-          distill_rois, text_embeddings))
+          distill_rois, text_embeddings, sampling_seeds))
     else:
       outputs.update({"proposals": proposals, "proposal_scores": proposal_scores})
       outputs.update(self._inference_outputs(
@@ -206,11 +209,11 @@ class ViLDModel(tf_keras.Model):
 
   # ------------------------------------------------------------------------------------------
   def _training_outputs(self, features, proposals, gt_boxes, gt_classes, gt_masks,
-                        distill_rois, text_embeddings) -> Dict[str, tf.Tensor]:
+                        distill_rois, text_embeddings, sampling_seeds) -> Dict[str, tf.Tensor]:
     if gt_boxes is None or gt_classes is None:
       raise ValueError("ViLDModel: training needs gt_boxes and gt_classes.")
     rois, matched_boxes, matched_classes, matched_indices = self.roi_sampler(
-        proposals, gt_boxes, gt_classes)
+        proposals, gt_boxes, gt_classes, sampling_seeds=sampling_seeds)
     box_targets = box_ops.encode_boxes(matched_boxes, rois, weights=BOX_REGRESSION_WEIGHTS)
     box_targets = tf.where((matched_classes == 0)[..., tf.newaxis],
                            tf.zeros_like(box_targets), box_targets)

@@ -30,6 +30,7 @@ def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
       distill_rois=labels.get("distill_rois") if training else None,
       text_embeddings=text_embeddings,
       base_mask=base_mask,
+      sampling_seeds=labels.get("sampling_seeds") if training else None,
       training=training)
 
 

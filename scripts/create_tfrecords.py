@@ -1,0 +1,49 @@
+r"""Converts an LVIS v1 or COCO instances JSON and its images to sharded ViLD TFRecords.
+
+  # LVIS training data, base categories only (rare annotations dropped):
+  python scripts/create_tfrecords.py --annotations=lvis_v1_train.json --image_root=coco/ \
+      --output_dir=tfrecords/lvis --name=train --split=lvis_rare --base_only --num_workers=8
+  # LVIS validation data, everything kept:
+  python scripts/create_tfrecords.py --annotations=lvis_v1_val.json --image_root=coco/ \
+      --output_dir=tfrecords/lvis --name=val --split=lvis_rare
+
+Writes {output_dir}/{name}-NNNNN-of-NNNNN.tfrecord and {name}.report.json (what was dropped,
+missing or unreadable). Re-running skips finished shards. See vild.data.conversion.
+"""
+from absl import app
+from absl import flags
+
+from vild.data import category_splits
+from vild.data import conversion
+
+flags.DEFINE_string("annotations", None, "LVIS v1 or COCO instances JSON.")
+flags.DEFINE_string("image_root", None, "Directory the images' file_name/coco_url paths are "
+                    "relative to (e.g. the folder holding train2017/ and val2017/).")
+flags.DEFINE_string("output_dir", None, "Where the shards and the report go.")
+flags.DEFINE_string("name", "train", "Shard prefix.")
+flags.DEFINE_enum("split", "lvis_rare", category_splits.SPLITS, "Category split: which "
+                  "categories are used and which are novel.")
+flags.DEFINE_bool("base_only", False, "Drop novel-category annotations (training data).")
+flags.DEFINE_bool("include_masks", True, "Write PNG instance masks.")
+flags.DEFINE_integer("num_shards", 0, "Number of shards; 0 = about 256 images per shard.")
+flags.DEFINE_integer("num_workers", 1, "Processes writing shards in parallel.")
+flags.DEFINE_float("max_missing_fraction", 0.0, "Fail when a larger fraction of the images is "
+                   "missing or unreadable.")
+flags.mark_flags_as_required(["annotations", "image_root", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  try:
+    conversion.convert(FLAGS.annotations, FLAGS.image_root, FLAGS.output_dir, FLAGS.name,
+                       split=FLAGS.split, base_only=FLAGS.base_only,
+                       include_masks=FLAGS.include_masks, num_shards=FLAGS.num_shards,
+                       num_workers=FLAGS.num_workers,
+                       max_missing_fraction=FLAGS.max_missing_fraction)
+  except (conversion.ConversionError, ValueError) as e:
+    raise app.UsageError(str(e)) from e
+
+
+if __name__ == "__main__":
+  app.run(main)

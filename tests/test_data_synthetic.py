@@ -1,0 +1,89 @@
+"""The synthetic open-vocabulary world: determinism, base-only training labels, LVIS format."""
+import filecmp
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vild import vocabulary as vocabulary_lib
+from vild.data import conversion
+from vild.data import synthetic
+
+SMALL = dict(num_train_images=6, num_val_images=4, num_crops=40, image_size=64,
+             object_size=(12, 28), crop_size=24)
+
+
+def _files(root):
+  return sorted(os.path.relpath(os.path.join(d, f), root)
+                for d, _, files in os.walk(root) for f in files)
+
+
+def test_same_seed_same_world_other_seed_other_world(tmp_path):
+  a, b, c = (str(tmp_path / n) for n in "abc")
+  synthetic.generate(a, synthetic.WorldSpec(seed=5, **SMALL))
+  synthetic.generate(b, synthetic.WorldSpec(seed=5, **SMALL))
+  synthetic.generate(c, synthetic.WorldSpec(seed=6, **SMALL))
+  files = _files(a)
+  assert files == _files(b) and len(files) == 6 + 4 + 5  # images + 3 JSONs + crops + world
+  match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
+  assert not mismatch and not errors
+  assert not filecmp.cmp(os.path.join(a, "train.json"), os.path.join(c, "train.json"),
+                         shallow=False)
+
+
+def test_novel_categories_are_unseen_combinations_of_base_attributes():
+  categories = synthetic.make_categories(synthetic.WorldSpec())
+  novel = [c for c in categories if c["frequency"] == "r"]
+  base = [c for c in categories if c["frequency"] != "r"]
+  assert len(categories) == 30 and len(novel) == 8
+  assert {c["frequency"] for c in base} == {"f", "c"}
+  for c in novel:
+    assert sum(b["colour"] == c["colour"] for b in base) >= 2
+    assert sum(b["shape"] == c["shape"] for b in base) >= 2
+  with pytest.raises(ValueError, match="Lower num_novel"):
+    synthetic.make_categories(synthetic.WorldSpec(num_novel=20))
+
+
+def test_train_is_base_only_val_is_complete_and_the_converter_reads_both(tmp_path):
+  out = str(tmp_path / "world")
+  spec = synthetic.WorldSpec(seed=1, **dict(SMALL, num_train_images=12))
+  synthetic.generate(out, spec)
+  with open(os.path.join(out, "train.json")) as f:
+    train = json.load(f)
+  with open(os.path.join(out, "val.json")) as f:
+    val = json.load(f)
+  novel_ids = {c["id"] for c in train["categories"] if c["frequency"] == "r"}
+  assert not [a for a in train["annotations"] if a["category_id"] in novel_ids]
+  assert [a for a in val["annotations"] if a["category_id"] in novel_ids]
+  for ann in val["annotations"]:  # RLE masks agree with boxes and areas
+    mask = conversion.segmentation_to_mask(ann["segmentation"], 64, 64)
+    assert mask.sum() == ann["area"] > 0
+    ys, xs = np.nonzero(mask)
+    assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+  image = val["images"][0]
+  present = {a["category_id"] for a in val["annotations"] if a["image_id"] == image["id"]}
+  assert set(image["neg_category_ids"]) == {c["id"] for c in val["categories"]} - present
+
+  vocab = vocabulary_lib.Vocabulary.from_file(os.path.join(out, "train.json"))
+  assert set(np.array(vocab.category_ids)[vocab.novel_mask]) == novel_ids
+  report = conversion.convert(os.path.join(out, "train.json"), os.path.join(out, "images"),
+                              str(tmp_path / "records"), "train", base_only=True)
+  assert report["num_images_written"] == 12 and report["dropped_novel"] == 0
+  assert report["annotations_kept"] == len(train["annotations"])
+
+  from lvis import LVIS  # pylint: disable=g-import-not-at-top
+  assert len(LVIS(os.path.join(out, "val.json")).get_ann_ids()) == len(val["annotations"])
+
+
+def test_captioned_crops_cover_all_categories(tmp_path):
+  out = str(tmp_path / "world")
+  synthetic.generate(out, synthetic.WorldSpec(seed=2, **dict(SMALL, num_crops=90)))
+  crops, items = synthetic.load_captions(out)
+  assert crops.shape == (90, 24, 24, 3) and crops.dtype == np.uint8
+  categories = {c["id"]: c for c in synthetic.make_categories(synthetic.WorldSpec(seed=2))}
+  assert {i["category_id"] for i in items} == set(categories)  # novel ones too
+  for item in items:
+    colour, shape = categories[item["category_id"]]["name"].split(" ")
+    assert colour in item["caption"]
+  assert len({i["caption"] for i in items}) > 40  # varied templates and synonyms
