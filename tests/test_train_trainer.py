@@ -55,10 +55,10 @@ def test_run_preempts_resumes_and_stops_on_nan(tmp_path):
   gin.parse_config_file(TINY_GIN)
   gin.parse_config(SHORT_SCHEDULE)
   model_dir = str(tmp_path / "run")
-  embeddings = train_toy.write_text_embeddings(str(tmp_path))
-  trainer = trainer_lib.Trainer(
+  vocab, embeddings = train_toy.toy_vocabulary(), train_toy.toy_text_embeddings()
+  trainer = trainer_lib.ViLDTrainer(
       model_dir, _poisoned(train_toy.toy_dataset_fn(), sigterm_batch=2, nan_batch=4),
-      text_embeddings_path=embeddings, global_batch_size=2, train_steps=10, steps_per_loop=1,
+      embeddings, vocab, global_batch_size=2, train_steps=10, steps_per_loop=1,
       checkpoint_interval=2, max_checkpoints=1, mask_novel_logits=True)
   assert not any("text_embeddings" in v.name for v in trainer.model.variables)
 
@@ -85,8 +85,8 @@ def test_run_preempts_resumes_and_stops_on_nan(tmp_path):
   assert "weight_decay_loss.weight_decay = 4e-05" in operative
 
   # A new run initialised from this one restores every variable and says so.
-  restarted = trainer_lib.Trainer(
-      str(tmp_path / "finetune"), train_toy.toy_dataset_fn(), text_embeddings_path=embeddings,
+  restarted = trainer_lib.ViLDTrainer(
+      str(tmp_path / "finetune"), train_toy.toy_dataset_fn(), embeddings, vocab,
       global_batch_size=2, train_steps=10, init_checkpoint=model_dir)
   assert restarted.step == 0
   report = open(tmp_path / "finetune" / "init_report.json").read()
@@ -96,6 +96,6 @@ def test_run_preempts_resumes_and_stops_on_nan(tmp_path):
 def test_batch_size_must_match_the_pipeline(tmp_path):
   gin.parse_config_file(TINY_GIN)
   with pytest.raises(ValueError, match="yields batches of 2 images but"):
-    trainer_lib.Trainer(str(tmp_path), train_toy.toy_dataset_fn(global_batch_size=2),
-                        text_embeddings_path=train_toy.write_text_embeddings(str(tmp_path)),
+    trainer_lib.ViLDTrainer(str(tmp_path), train_toy.toy_dataset_fn(global_batch_size=2),
+                        train_toy.toy_text_embeddings(), train_toy.toy_vocabulary(),
                         global_batch_size=4)

@@ -14,12 +14,20 @@ EMBEDDING_DIM = 32
 NOVEL = ("blue disc",)
 
 
+def toy_vocabulary() -> vocabulary_lib.Vocabulary:
+  return vocabulary_lib.Vocabulary.from_names(toy.TOY_CATEGORIES, novel_names=NOVEL)
+
+
+def toy_text_embeddings(seed: int = 0) -> np.ndarray:
+  """Random [6, EMBEDDING_DIM] embeddings for the toy categories."""
+  return np.random.default_rng(seed).normal(
+      size=(len(toy.TOY_CATEGORIES), EMBEDDING_DIM)).astype(np.float32)
+
+
 def write_text_embeddings(directory: str, seed: int = 0) -> str:
   """Random unit embeddings for the six toy categories, 'blue disc' novel; returns the path."""
-  vocab = vocabulary_lib.Vocabulary.from_names(toy.TOY_CATEGORIES, novel_names=NOVEL)
-  matrix = np.random.default_rng(seed).normal(size=(len(vocab), EMBEDDING_DIM))
   path = os.path.join(directory, "toy_text.npy")
-  text_embeddings.save(path, matrix.astype(np.float32), vocab, teacher="random")
+  text_embeddings.save(path, toy_text_embeddings(seed), toy_vocabulary(), teacher="random")
   return path
 
 
@@ -53,7 +61,7 @@ def toy_eval_data(num_scenes: int = 4, scale: float = 0.5, seed_offset: int = 10
   from pycocotools import mask as mask_api  # pylint: disable=g-import-not-at-top
   height, width = IMAGE_SIZE
   original = (int(height / scale), int(width / scale))
-  vocab = vocabulary_lib.Vocabulary.from_names(toy.TOY_CATEGORIES, novel_names=NOVEL)
+  vocab = toy_vocabulary()
   images, infos, gts = [], [], []
   annotations, image_entries = [], []
   for i in range(num_scenes):

@@ -134,6 +134,10 @@ class Evaluator:
 
   def _groundtruth(self, groundtruths):
     if self._annotation_file is None:
+      if "segm" in self._iou_types and "masks" not in groundtruths:
+        raise ValueError("Mask AP needs ground-truth masks: give Evaluator.annotation_file "
+                         "(evaluate.annotation_file, the split's LVIS/COCO JSON) or evaluate "
+                         "iou_types=('bbox',).")
       return detections_lib.groundtruth_dataset(groundtruths, self.vocabulary)
     if self._groundtruth_api is None:
       load = (lvis_metrics.load_groundtruth if self._metric == "lvis"

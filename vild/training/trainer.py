@@ -1,6 +1,7 @@
 """The training loop: a gin-configured ViLD run on any tf.distribute strategy, resumable exactly.
 
-  trainer = Trainer(model_dir, dataset_fn, strategy)   # gin: Trainer.* and the builders
+  trainer = ViLDTrainer(model_dir, dataset_fn, text_embeddings, vocabulary, global_batch_size,
+                    strategy)                      # gin: ViLDTrainer.* and the builders
   history = trainer.train()
 
 Each loop of `steps_per_loop` steps is one tf.function call:
@@ -17,7 +18,7 @@ checkpoint at the same step, optimiser state and data position.
 
 The dataset function takes a `tf.distribute.InputContext` and returns per-replica batches
 `(images, labels)` in the layout of `vild.training.train_step.forward`, so any input pipeline
-works (the TFRecord one in vild.data, toy scenes in tests).
+works (the TFRecord one in vild.data, see vild.training.experiment; toy scenes in tests).
 """
 import contextlib
 import os
@@ -33,6 +34,7 @@ import tf_keras
 
 from vild import losses as losses_lib
 from vild import text_embeddings as text_embeddings_lib
+from vild import vocabulary as vocabulary_lib
 from vild.modeling import factory
 from vild.training import checkpoints
 from vild.training import optimizer as optimizer_lib
@@ -52,23 +54,26 @@ class Preempted(RuntimeError):
   """The job got SIGTERM; a checkpoint was written and the run can be resumed."""
 
 
-@gin.configurable(denylist=["model_dir", "dataset_fn", "strategy"])
-class Trainer:
+@gin.configurable(denylist=["model_dir", "dataset_fn", "text_embeddings", "vocabulary",
+                            "global_batch_size", "strategy", "seed"])
+class ViLDTrainer:
   """A ViLD training run in `model_dir`.
 
   Args:
     model_dir: checkpoints (ckpt-<step>), TensorBoard logs (train/) and the operative gin.
     dataset_fn: InputContext -> tf.data.Dataset of per-replica batches (see module doc).
+    text_embeddings: [C, D] text embeddings of the training vocabulary (frozen data).
+    vocabulary: the training vocabulary (gt_classes index it; its novel flags feed
+      mask_novel_logits).
+    global_batch_size: images per step over all replicas (paper 256).
     strategy: a tf.distribute strategy (vild.training.strategy.select_strategy); default
       TensorFlow's default strategy.
-    text_embeddings_path: the training vocabulary's [C, D] .npy (vild.text_embeddings).
-    global_batch_size: images per step over all replicas (paper 256).
     train_steps: total optimiser steps (paper 180000).
     steps_per_loop: steps per tf.function call; summaries and the console line per loop.
     checkpoint_interval: save every this many steps (and at the end).
     max_checkpoints: how many checkpoints to keep.
     mask_novel_logits: zero the novel classes' logits in the ViLD-text loss (the official
-      "mask rare"; needs the vocabulary's novel flags from the embedding sidecar).
+      "mask rare").
     init_checkpoint: a checkpoint to initialise from when model_dir has none.
     init_parts: parts of the model to initialise (model.checkpoint_items names), None = all.
     exact_resume_input: checkpoint the input iterator (one input host only).
@@ -78,9 +83,10 @@ class Trainer:
   def __init__(self,
                model_dir: str,
                dataset_fn: DatasetFn,
+               text_embeddings: np.ndarray,
+               vocabulary: vocabulary_lib.Vocabulary,
+               global_batch_size: int,
                strategy: Optional[tf.distribute.Strategy] = None,
-               text_embeddings_path: str = gin.REQUIRED,
-               global_batch_size: int = 256,
                train_steps: int = 180000,
                steps_per_loop: int = 100,
                checkpoint_interval: int = 1000,
@@ -94,7 +100,7 @@ class Trainer:
                         ("checkpoint_interval", checkpoint_interval),
                         ("max_checkpoints", max_checkpoints)):
       if value <= 0:
-        raise ValueError(f"Trainer.{name} must be positive, got {value}.")
+        raise ValueError(f"ViLDTrainer.{name} must be positive, got {value}.")
     self.model_dir = model_dir
     self._strategy = strategy or tf.distribute.get_strategy()
     self._train_steps = train_steps
@@ -111,11 +117,17 @@ class Trainer:
       logging.warning("Several input hosts: the input position is not checkpointed; a resumed "
                       "run restarts its data stream.")
     dataset, image_size = self._make_dataset(dataset_fn, global_batch_size, num_replicas)
-    self._text_embeddings, self._class_mask = self._load_vocabulary(text_embeddings_path,
-                                                                    mask_novel_logits)
+    matrix = text_embeddings_lib.validate(text_embeddings, vocabulary.source,
+                                          num_classes=len(vocabulary))
+    self._text_embeddings = tf.constant(text_embeddings_lib.l2_normalize(matrix))
+    self._class_mask = tf.constant(vocabulary.base_mask) if mask_novel_logits else None
+    logging.info("Training vocabulary: %s%s", vocabulary.describe(),
+                 " (novel logits masked)" if mask_novel_logits else "")
     with self._strategy.scope():
       self.model = factory.build_vild_model()
       factory.build_variables(self.model, image_size)
+      text_embeddings_lib.validate(matrix, vocabulary.source,
+                                   embedding_dim=self.model.embedding_dim)
       self.optimizer = optimizer_lib.build_optimizer(optimizer_lib.learning_rate_schedule())
       self._variables = optimizer_lib.trainable_variables(self.model)
       self.optimizer.build(self._variables)
@@ -145,7 +157,7 @@ class Trainer:
   # Set-up.
   def _make_dataset(self, dataset_fn, global_batch_size, num_replicas):
     if global_batch_size % num_replicas:
-      raise ValueError(f"Trainer.global_batch_size={global_batch_size} is not divisible by "
+      raise ValueError(f"ViLDTrainer.global_batch_size={global_batch_size} is not divisible by "
                        f"the {num_replicas} replicas.")
     num_hosts = 1 if self._host_input else strategy_lib.num_input_hosts(self._strategy)
     context = tf.distribute.InputContext(num_hosts, 0, num_replicas)
@@ -155,26 +167,13 @@ class Trainer:
     if images_spec.shape[0] != per_replica:
       raise ValueError(
           f"The dataset yields batches of {images_spec.shape[0]} images but "
-          f"Trainer.global_batch_size={global_batch_size} over {num_replicas} replicas needs "
+          f"ViLDTrainer.global_batch_size={global_batch_size} over {num_replicas} replicas needs "
           f"{per_replica} per replica (with drop_remainder=True); make the input pipeline "
           "use InputContext.get_per_replica_batch_size(global batch size).")
     if self._host_input:
       return dataset, tuple(images_spec.shape[1:3])
     return (self._strategy.distribute_datasets_from_function(dataset_fn),
             tuple(images_spec.shape[1:3]))
-
-  def _load_vocabulary(self, path, mask_novel_logits):
-    matrix, vocabulary = text_embeddings_lib.load(path)
-    logging.info("Training vocabulary: %s", vocabulary.describe() if vocabulary else
-                 f"{matrix.shape[0]} categories (no sidecar vocabulary) from {path}")
-    class_mask = None
-    if mask_novel_logits:
-      if vocabulary is None:
-        raise ValueError(f"{path}: Trainer.mask_novel_logits needs the vocabulary's novel "
-                         "flags, but the embeddings have no sidecar JSON; save them with "
-                         "vild.text_embeddings.save.")
-      class_mask = tf.constant(vocabulary.base_mask)
-    return tf.constant(matrix), class_mask
 
   def _checkpoint_dir(self) -> str:
     if self._is_chief:
@@ -273,7 +272,7 @@ class Trainer:
           "Make its randomness stateless (tf.random.stateless_* seeded from the element "
           "index), or set the dataset's options().experimental_external_state_policy to "
           "WARN to checkpoint it without that state, or set "
-          "Trainer.exact_resume_input=False.") from e
+          "ViLDTrainer.exact_resume_input=False.") from e
 
   def _describe(self, row) -> str:
     return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row))
