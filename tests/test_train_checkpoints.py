@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_GIN
+from tests.conftest import TINY_GIN
 from vild.modeling import factory
 from vild.training import checkpoints
 

@@ -57,7 +57,7 @@ def test_bad_schedules_name_the_gin_parameter(kwargs, message):
 @pytest.fixture(scope="module")
 def tiny_model():
   import gin  # pylint: disable=g-import-not-at-top
-  from conftest import TINY_GIN  # pylint: disable=g-import-not-at-top
+  from tests.conftest import TINY_GIN  # pylint: disable=g-import-not-at-top
   gin.parse_config_file(TINY_GIN)
   model = factory.build_vild_model(image_size=(64, 64))
   gin.clear_config()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train_toy
-from conftest import TINY_GIN
+from tests import train_toy
+from tests.conftest import TINY_GIN
 from vild.training import trainer as trainer_lib
 
 SHORT_SCHEDULE = [
