@@ -31,9 +31,16 @@ def write_text_embeddings(directory: str, seed: int = 0) -> str:
   return path
 
 
+def toy_batch_images(num_scenes: int):
+  """The first `num_scenes` toy scenes as (images [N, H, W, 3] numpy, labels)."""
+  images, labels = toy.toy_batch(range(num_scenes), IMAGE_SIZE)
+  return images.numpy(), labels
+
+
 def toy_dataset_fn(global_batch_size: int = 2, num_scenes: int = 8, num_distill_rois: int = 0,
                    shuffle_seed: int = 1):
-  """A dataset function over `num_scenes` fixed toy scenes, shuffled and repeated forever."""
+  """A dataset function over `num_scenes` fixed toy scenes, shuffled (unless shuffle_seed is
+  None) and repeated forever."""
   images, labels = toy.toy_batch(range(num_scenes), IMAGE_SIZE,
                                  num_distill_rois=num_distill_rois,
                                  embedding_dim=EMBEDDING_DIM)
@@ -41,7 +48,9 @@ def toy_dataset_fn(global_batch_size: int = 2, num_scenes: int = 8, num_distill_
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-    dataset = dataset.shuffle(num_scenes, seed=shuffle_seed).repeat()
+    if shuffle_seed is not None:
+      dataset = dataset.shuffle(num_scenes, seed=shuffle_seed)
+    dataset = dataset.repeat()
     return dataset.batch(context.get_per_replica_batch_size(global_batch_size),
                          drop_remainder=True)
   return dataset_fn
