@@ -7,6 +7,7 @@ Strategy 'auto': TPU (--tpu, or a TPU VM), then MultiWorkerMirrored (TF_CONFIG),
 over local GPUs, else CPU. Run the same command again after a kill or preemption to resume.
 Exit codes: 0 done, 2 non-finite loss, 143 preempted (checkpoint written).
 """
+import os
 import sys
 
 from absl import app
@@ -26,10 +27,13 @@ flags.DEFINE_enum("strategy", "auto", strategy_lib.STRATEGIES, "Distribution str
 flags.DEFINE_string("tpu", None, "TPU name or address (default: the local TPU VM).")
 flags.mark_flags_as_required(["model_dir"])
 FLAGS = flags.FLAGS
+# Config includes ('configs/lvis/common.gin') resolve from the repository root, wherever you run.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv):
   del argv
+  gin.add_config_file_search_path(REPO)
   gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
   strategy = strategy_lib.select_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
   try:

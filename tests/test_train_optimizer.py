@@ -89,8 +89,8 @@ def test_frozen_patterns_remove_variables_and_typos_fail(tiny_model):
 
 def test_gradient_clipping_bounds_the_global_norm():
   variable = tf.Variable([0.0, 0.0])
-  optimizer = optimizer_lib.build_optimizer(0.1, momentum=0.0, gradient_clip_norm=1.0)
+  optimizer = optimizer_lib.sgd_optimizer(0.1, momentum=0.0, gradient_clip_norm=1.0)
   optimizer.apply_gradients([(tf.constant([30.0, 40.0]), variable)])
   np.testing.assert_allclose(variable.numpy(), [-0.06, -0.08], rtol=1e-5)
   with pytest.raises(ValueError, match="gradient_clip_norm"):
-    optimizer_lib.build_optimizer(0.1, gradient_clip_norm=-1.0)
+    optimizer_lib.sgd_optimizer(0.1, gradient_clip_norm=-1.0)

@@ -82,12 +82,12 @@ def learning_rate_schedule(base_learning_rate: float = 0.32,
 
 
 @gin.configurable
-def build_optimizer(learning_rate, momentum: float = 0.9, nesterov: bool = False,
+def sgd_optimizer(learning_rate, momentum: float = 0.9, nesterov: bool = False,
                     gradient_clip_norm: float = 0.0) -> tf_keras.optimizers.Optimizer:
   """Momentum SGD (paper: 0.9). `gradient_clip_norm` > 0 clips the global norm of the
   gradient after it is summed across replicas (Keras aggregates before it clips)."""
   if gradient_clip_norm < 0:
-    raise ValueError(f"build_optimizer.gradient_clip_norm: {gradient_clip_norm} must be >= 0 "
+    raise ValueError(f"sgd_optimizer.gradient_clip_norm: {gradient_clip_norm} must be >= 0 "
                      "(0 disables clipping).")
   return tf_keras.optimizers.SGD(
       learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,

@@ -128,7 +128,7 @@ class ViLDTrainer:
       factory.build_variables(self.model, image_size)
       text_embeddings_lib.validate(matrix, vocabulary.source,
                                    embedding_dim=self.model.embedding_dim)
-      self.optimizer = optimizer_lib.build_optimizer(optimizer_lib.learning_rate_schedule())
+      self.optimizer = optimizer_lib.sgd_optimizer(optimizer_lib.learning_rate_schedule())
       self._variables = optimizer_lib.trainable_variables(self.model)
       self.optimizer.build(self._variables)
       self._iterator = iter(dataset)
@@ -286,7 +286,7 @@ class ViLDTrainer:
           f"{self._describe(row)}. "
           f"Last good checkpoint: {self._manager.latest_checkpoint or 'none'}. Lower the "
           "learning rate (learning_rate_schedule.base_learning_rate), enable "
-          "build_optimizer.gradient_clip_norm, or check the input data.")
+          "sgd_optimizer.gradient_clip_norm, or check the input data.")
 
   def _write_summaries(self, rows: np.ndarray, step: int, steps_per_second: float) -> None:
     with self._summary_writer.as_default(step=step):
