@@ -7,6 +7,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from tests import train_toy
 from tests.conftest import TINY_GIN
@@ -99,3 +100,19 @@ def test_batch_size_must_match_the_pipeline(tmp_path):
     trainer_lib.ViLDTrainer(str(tmp_path), train_toy.toy_dataset_fn(global_batch_size=2),
                         train_toy.toy_text_embeddings(), train_toy.toy_vocabulary(),
                         global_batch_size=4)
+
+
+def test_bfloat16_mixed_precision_trains(tmp_path):
+  """The TPU default policy: variables float32, compute bfloat16, losses float32."""
+  gin.parse_config_file(TINY_GIN)
+  gin.parse_config(SHORT_SCHEDULE + ["build_vild_model.include_mask = False"])
+  tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    trainer = trainer_lib.ViLDTrainer(
+        str(tmp_path), train_toy.toy_dataset_fn(), train_toy.toy_text_embeddings(),
+        train_toy.toy_vocabulary(), global_batch_size=2, train_steps=1)
+    history = trainer.train()
+  finally:
+    tf_keras.mixed_precision.set_global_policy("float32")
+  assert np.isfinite(history["total_loss"]).all()
+  assert trainer.model.trainable_variables[0].dtype == tf.float32

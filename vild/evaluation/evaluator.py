@@ -89,7 +89,9 @@ class Evaluator:
                                  base_mask=self._base_mask)
     if self._rescore_fn is not None:
       outputs = self._rescore_fn(images, labels, outputs)
-    return {k: v for k, v in outputs.items() if k in OUTPUT_KEYS}
+    # float32 for the numpy post-processing, whatever the compute precision.
+    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v
+            for k, v in outputs.items() if k in OUTPUT_KEYS}
 
   def predict(self, dataset: tf.data.Dataset):
     """(detections in the results format, ground-truth arrays by key) over the dataset."""

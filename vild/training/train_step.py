@@ -40,6 +40,9 @@ def compute_losses(model: vild_model.ViLDModel, loss_fn: losses_lib.ViLDLoss,
                    class_mask: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
   """Loss terms of a training forward pass; 'total_loss' adds the model's regularisers."""
   outputs = forward(model, images, labels, training=True, text_embeddings=text_embeddings)
+  # Losses in float32 whatever the compute precision (bfloat16 on TPU), as the Model Garden does.
+  outputs = tf.nest.map_structure(
+      lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
   terms = loss_fn(outputs, labels, class_mask=class_mask)
   regularization = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
   terms["total_loss"] = terms["model_loss"] + tf.cast(regularization, tf.float32)
