@@ -3,7 +3,6 @@ ground truth built from eval labels, OV-COCO novel/base AP50 and transfer evalua
 import contextlib
 import io
 import json
-import os
 
 import gin
 import lvis

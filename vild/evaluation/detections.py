@@ -11,7 +11,7 @@ input pipeline's `image_info` ([[original h, w], [scaled h, w], [scale y, x], [o
 masks are pasted with official.vision's `paste_instance_masks` and RLE-encoded by pycocotools.
 """
 import copy
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping
 
 import numpy as np
 from pycocotools import mask as mask_api

@@ -117,37 +117,14 @@ class ViLDTrainer:
       logging.warning("Several input hosts: the input position is not checkpointed; a resumed "
                       "run restarts its data stream.")
     dataset, image_size = self._make_dataset(dataset_fn, global_batch_size, num_replicas)
-    matrix = text_embeddings_lib.validate(text_embeddings, vocabulary.source,
-                                          num_classes=len(vocabulary))
-    self._text_embeddings = tf.constant(text_embeddings_lib.l2_normalize(matrix))
-    self._class_mask = tf.constant(vocabulary.base_mask) if mask_novel_logits else None
-    logging.info("Training vocabulary: %s%s", vocabulary.describe(),
-                 " (novel logits masked)" if mask_novel_logits else "")
+    self._set_vocabulary(text_embeddings, vocabulary, mask_novel_logits)
     with self._strategy.scope():
-      self.model = factory.build_vild_model()
-      factory.build_variables(self.model, image_size)
-      text_embeddings_lib.validate(matrix, vocabulary.source,
-                                   embedding_dim=self.model.embedding_dim)
-      self.optimizer = optimizer_lib.sgd_optimizer(optimizer_lib.learning_rate_schedule())
-      self._variables = optimizer_lib.trainable_variables(self.model)
-      self.optimizer.build(self._variables)
+      self._build(image_size)
       self._iterator = iter(dataset)
-    self._loss_fn = losses_lib.ViLDLoss()
     logging.info("Training %d of %d variables; global batch %d = %d replicas x %d.",
                  len(self._variables), len(self.model.trainable_variables), global_batch_size,
                  num_replicas, global_batch_size // num_replicas)
-
-    tracked = dict(model=self.model, optimizer=self.optimizer)
-    if self._host_input:
-      tracked["data"] = self._iterator
-    self._checkpoint = tf.train.Checkpoint(**tracked)
-    self._manager = tf.train.CheckpointManager(
-        self._checkpoint, self._checkpoint_dir(), max_to_keep=max_checkpoints)
-    restored = checkpoints.restore_latest(self._checkpoint, self._manager)
-    if restored is None and init_checkpoint:
-      report = checkpoints.init_from_checkpoint(self.model, init_checkpoint, init_parts)
-      if self._is_chief:
-        report.save(os.path.join(model_dir, "init_report.json"))
+    self._restore_or_init(max_checkpoints, init_checkpoint, init_parts)
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
                             if self._is_chief else tf.summary.create_noop_writer())
     self._term_names: List[str] = []
@@ -174,6 +151,40 @@ class ViLDTrainer:
       return dataset, tuple(images_spec.shape[1:3])
     return (self._strategy.distribute_datasets_from_function(dataset_fn),
             tuple(images_spec.shape[1:3]))
+
+  def _set_vocabulary(self, text_embeddings, vocabulary, mask_novel_logits):
+    matrix = text_embeddings_lib.validate(text_embeddings, vocabulary.source,
+                                          num_classes=len(vocabulary))
+    # A constant inside the step: static shape for TPU, and never a trained variable.
+    self._text_embeddings = tf.constant(text_embeddings_lib.l2_normalize(matrix))
+    self._class_mask = tf.constant(vocabulary.base_mask) if mask_novel_logits else None
+    logging.info("Training vocabulary: %s%s", vocabulary.describe(),
+                 " (novel logits masked)" if mask_novel_logits else "")
+
+  def _build(self, image_size):
+    """Model, optimizer (slots created now, so a restore fills them) and trained variables."""
+    self.model = factory.build_vild_model()
+    factory.build_variables(self.model, image_size)
+    text_embeddings_lib.validate(self._text_embeddings.numpy(), "training text embeddings",
+                                 embedding_dim=self.model.embedding_dim)
+    self.optimizer = optimizer_lib.sgd_optimizer(optimizer_lib.learning_rate_schedule())
+    self._variables = optimizer_lib.trainable_variables(self.model)
+    self.optimizer.build(self._variables)
+    self._loss_fn = losses_lib.ViLDLoss()
+
+  def _restore_or_init(self, max_checkpoints, init_checkpoint, init_parts):
+    """Resumes from model_dir's last checkpoint, else initialises from `init_checkpoint`."""
+    tracked = dict(model=self.model, optimizer=self.optimizer)
+    if self._host_input:
+      tracked["data"] = self._iterator
+    self._checkpoint = tf.train.Checkpoint(**tracked)
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, self._checkpoint_dir(), max_to_keep=max_checkpoints)
+    restored = checkpoints.restore_latest(self._checkpoint, self._manager)
+    if restored is None and init_checkpoint:
+      report = checkpoints.init_from_checkpoint(self.model, init_checkpoint, init_parts)
+      if self._is_chief:
+        report.save(os.path.join(self.model_dir, "init_report.json"))
 
   def _checkpoint_dir(self) -> str:
     if self._is_chief:
