@@ -9,13 +9,12 @@ r"""Evaluates a ViLD checkpoint (or each new checkpoint of a run) with the LVIS 
 Writes detections_<step>.json (official results format), metrics_<step>.json and TensorBoard
 scalars to the output directory.
 """
-import os
 
 from absl import app
 from absl import flags
-import gin
 
 from vild.evaluation import experiment
+from vild.utils import gin_config
 
 flags.DEFINE_multi_string("gin_file", [], "Gin experiment files (configs/...).")
 flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. 'evaluate.metric=\"coco\"'.")
@@ -26,14 +25,11 @@ flags.DEFINE_string("checkpoint", "latest", "A checkpoint path, 'latest', or 'wa
 flags.DEFINE_string("output_dir", None, "Where results go (default <model_dir>/eval).")
 flags.mark_flags_as_required(["model_dir"])
 FLAGS = flags.FLAGS
-# Config includes ('configs/lvis/common.gin') resolve from the repository root, wherever you run.
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv):
   del argv
-  gin.add_config_file_search_path(REPO)
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+  gin_config.parse(FLAGS.gin_file, FLAGS.gin_param)
   experiment.evaluate(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir)
 
 

@@ -7,34 +7,31 @@ Strategy 'auto': TPU (--tpu, or a TPU VM), then MultiWorkerMirrored (TF_CONFIG),
 over local GPUs, else CPU. Run the same command again after a kill or preemption to resume.
 Exit codes: 0 done, 2 non-finite loss, 143 preempted (checkpoint written).
 """
-import os
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 
 from vild.training import experiment
 from vild.training import strategy as strategy_lib
 from vild.training import trainer as trainer_lib
+from vild.utils import gin_config
 
 flags.DEFINE_multi_string("gin_file", [], "Gin experiment files (configs/...).")
-flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. 'ViLDTrainer.train_steps=100'.")
+flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. "
+                          "'ViLDTrainer.train_steps = 100'.")
 flags.DEFINE_alias("gin_bindings", "gin_param")
 flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard, config.")
 flags.DEFINE_enum("strategy", "auto", strategy_lib.STRATEGIES, "Distribution strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or address (default: the local TPU VM).")
 flags.mark_flags_as_required(["model_dir"])
 FLAGS = flags.FLAGS
-# Config includes ('configs/lvis/common.gin') resolve from the repository root, wherever you run.
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv):
   del argv
-  gin.add_config_file_search_path(REPO)
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+  gin_config.parse(FLAGS.gin_file, FLAGS.gin_param)
   strategy = strategy_lib.select_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
   try:
     experiment.train(FLAGS.model_dir, strategy)

@@ -12,6 +12,7 @@ from vild import losses
 from vild.data import input_pipeline
 from vild.modeling import factory
 from vild.training import optimizer as optimizer_lib
+from vild.utils import gin_config
 
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(
     os.path.join(REPO, "configs", "**", "*.gin"), recursive=True))
@@ -22,10 +23,8 @@ _BUILT = {}
 
 
 def _parse(path):
-  gin.add_config_file_search_path(REPO)
   files = [TRANSFER_BASE, path] if path.startswith("configs/transfer/") else [path]
-  gin.parse_config_files_and_bindings([os.path.join(REPO, f) for f in files], [],
-                                      finalize_config=False)
+  gin_config.parse(files, finalize=False)
 
 
 def _query(name, default=None):

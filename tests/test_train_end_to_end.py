@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,6 +20,7 @@ from vild import vocabulary as vocabulary_lib
 from vild.data import conversion
 from vild.data import synthetic
 from vild.training import experiment
+from vild.utils import gin_config
 
 CONFIG = os.path.join(REPO, "configs", "tiny", "synthetic_vild_text.gin")
 
@@ -99,9 +99,7 @@ def test_killed_run_resumes_exactly_then_evaluates(world, tmp_path):
   #    thing uninterrupted for comparison.
   earlier_events = set(glob.glob(os.path.join(killed, "train", "events.*")))
   resume = _cli("train.py", killed, world + [f"ViLDTrainer.train_steps = {last}"])
-  gin.add_config_file_search_path(REPO)
-  gin.parse_config_files_and_bindings(
-      [CONFIG], world + [f"ViLDTrainer.train_steps = {last}"], finalize_config=False)
+  gin_config.parse([CONFIG], world + [f"ViLDTrainer.train_steps = {last}"], finalize=False)
   straight = str(tmp_path / "straight")
   history = experiment.train(straight)
   _, errors = resume.communicate(timeout=400)
