@@ -20,6 +20,8 @@ INSTALL_REQUIRES = [
     "gin-config==0.5.0",
     "absl-py==1.4.0",
     "safetensors==0.8.0",
+    "regex==2026.11.15",  # CLIP's tokenizer splits text with Unicode classes (\p{L}, \p{N})
+    "tqdm==4.70.1",
     # lvis asks for opencv-python and tf-models-official for opencv-python-headless; both own
     # cv2/. Pinning both to one release keeps the shared files identical; `make install`
     # reinstalls the headless build last so its binary is the one on disk.
@@ -37,7 +39,7 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["vild", "vild.*"]),
-    package_data={"vild": ["data/splits/*.json"]},
+    package_data={"vild": ["data/splits/*.json", "teacher/data/*.gz"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0"]},
 )

@@ -92,7 +92,7 @@ def test_gradients_reach_background_embedding_and_never_text_embeddings(models, 
   with tf.GradientTape() as tape:
     terms = train_step.compute_losses(model, losses.ViLDLoss(), images, labels,
                                       text_embeddings=text)
-  background = model.text_classifier.background_embedding
+  background = model.classifier.background_embedding
   grad_background, grad_text = tape.gradient(terms["total_loss"], [background, text])
   assert grad_text is None
   assert float(tf.norm(grad_background)) > 0.0
@@ -160,7 +160,7 @@ def test_model_trained_on_one_vocabulary_runs_on_another(batch):
   # A per-call matrix overrides the stored one without changing it.
   out = model(images, image_shape, text_embeddings=tf.random.normal([3, DIM]), training=False)
   assert out["detection_class_scores"].shape[-1] == 3
-  assert model.text_classifier.num_classes == 2
+  assert model.classifier.num_classes == 2
 
 
 def test_shared_and_separate_create_the_expected_variables(models):
@@ -183,9 +183,9 @@ def test_checkpoints_never_carry_the_vocabulary(models, tmp_path):
   model = models["none"]
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
   assert not any("text_embeddings" in name for name, _ in tf.train.list_variables(path))
-  before = model.text_classifier.text_embeddings.numpy().copy()
+  before = model.classifier.text_embeddings.numpy().copy()
   tf.train.Checkpoint(model=model).restore(path).assert_existing_objects_matched()
-  np.testing.assert_array_equal(model.text_classifier.text_embeddings.numpy(), before)
+  np.testing.assert_array_equal(model.classifier.text_embeddings.numpy(), before)
 
 
 def test_bad_inputs_fail_with_clear_messages(models, batch):
@@ -228,3 +228,26 @@ def test_tiny_model_overfits_two_generated_images():
   history = [float(step()["model_loss"]) for _ in range(60)]
   first, last = history[0], float(np.mean(history[-5:]))
   assert last < 0.5 * first, history
+
+
+def test_supervised_baseline_has_learned_classes_that_cannot_change(batch):
+  gin.clear_config()
+  gin.parse_config_file(TINY_GIN)
+  gin.parse_config(["build_classifier.kind = 'learned'",
+                    f"build_classifier.num_learned_classes = {NUM_CLASSES}"])
+  model = factory.build_vild_model(image_size=SIZE)
+  gin.clear_config()
+  images, labels = batch
+  out = training_outputs(model, images, labels)
+  assert out["class_outputs"].shape == (2, 64, 1 + NUM_CLASSES)
+  kernel = [v for v in model.trainable_variables if "class_predict/kernel" in v.name]
+  assert kernel and tuple(kernel[0].shape) == (DIM, 1 + NUM_CLASSES)
+  inference = model(images, labels["image_info"][:, 1, :], training=False)
+  assert inference["detection_class_scores"].shape[-1] == NUM_CLASSES
+  with pytest.raises(ValueError, match=r"9 classes given to a supervised model .* over 6"):
+    model.set_text_embeddings(np.ones((9, DIM)), source="all_classes.npy")
+  gin.parse_config_file(TINY_GIN)
+  gin.parse_config(["build_classifier.kind = 'learned'", "build_classifier.num_learned_classes = 6",
+                    "build_vild_model.distillation = 'separate'"])
+  with pytest.raises(ValueError, match="needs a TextEmbeddingClassifier"):
+    factory.build_vild_model()

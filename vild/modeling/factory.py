@@ -4,6 +4,7 @@
   build_fpn.num_filters = 256                # official.vision FPN
   build_region_tower.num_convs = 4           # vild RegionTower
   build_vild_model.distillation = 'shared'   # ViLD mode
+  build_classifier.kind = 'text'             # or 'learned' for the supervised baselines
   AnchorSpec.min_level = 2                   # shared by model and input pipeline
 
 Every default is the paper's (VILD.md); configs/ holds complete named experiments and tiny
@@ -25,6 +26,7 @@ from official.vision.modeling.layers import roi_generator as roi_generator_lib
 from vild import anchors as anchors_lib
 from vild.modeling import detection_generator as detection_generator_lib
 from vild.modeling import ensemble
+from vild.modeling import learned_classifier
 from vild.modeling import region_tower as region_tower_lib
 from vild.modeling import roi_sampler
 from vild.modeling import text_classifier as text_classifier_lib
@@ -110,6 +112,21 @@ def build_mask_head(num_convs: int = 4, num_filters: int = 256) -> tf_keras.laye
 
 
 @gin.configurable
+def build_classifier(embedding_dim: int, temperature: float = 0.01, kind: str = "text",
+                     num_learned_classes: Optional[int] = None) -> tf_keras.layers.Layer:
+  """ViLD's text-embedding classifier ('text'), or learned class weights ('learned') for the
+  paper's supervised baselines (num_learned_classes = size of the training vocabulary)."""
+  if kind == "text":
+    return text_classifier_lib.TextEmbeddingClassifier(embedding_dim, temperature=temperature)
+  if kind == "learned":
+    if not num_learned_classes:
+      raise ValueError("build_classifier: kind='learned' needs num_learned_classes (the size "
+                       "of the training vocabulary).")
+    return learned_classifier.LearnedClassifier(num_learned_classes, embedding_dim)
+  raise ValueError(f"build_classifier.kind must be 'text' or 'learned', got {kind!r}.")
+
+
+@gin.configurable
 def build_detection_generator(pre_nms_top_k: int = 10000, score_threshold: float = 0.0,
                               nms_iou_threshold: float = 0.5, max_num_detections: int = 300
                               ) -> detection_generator_lib.ViLDDetectionGenerator:
@@ -123,7 +140,6 @@ def build_detection_generator(pre_nms_top_k: int = 10000, score_threshold: float
 @gin.configurable
 def build_vild_model(embedding_dim: int = 512,
                      distillation: str = "none",
-                     temperature: float = 0.01,
                      ensemble_lambda: float = ensemble.DEFAULT_LAMBDA,
                      include_mask: bool = True,
                      roi_crop_size: int = 7,
@@ -138,7 +154,6 @@ def build_vild_model(embedding_dim: int = 512,
     embedding_dim: D, the teacher's embedding size (CLIP ViT-B/32: 512).
     distillation: 'none' (ViLD-text / supervised), 'shared' (ViLD, ViLD-image),
       'separate' (ViLD-ensemble).
-    temperature: tau of the cosine classifier (paper 0.01).
     ensemble_lambda: lambda of ViLD-ensemble (paper 2/3).
     include_mask: build the class-agnostic mask branch.
     roi_crop_size, mask_crop_size, mask_target_size, num_sampled_masks: RoI-align and mask
@@ -163,8 +178,7 @@ def build_vild_model(embedding_dim: int = 512,
       roi_sampler=build_roi_sampler(),
       roi_aligner=roi_aligner_lib.MultilevelROIAligner(crop_size=roi_crop_size),
       region_tower=build_region_tower(embedding_dim),
-      text_classifier=text_classifier_lib.TextEmbeddingClassifier(
-          embedding_dim, temperature=temperature),
+      classifier=build_classifier(embedding_dim),
       detection_generator=build_detection_generator(),
       distill_tower=(build_region_tower(embedding_dim, name="distill_tower")
                      if distillation == "separate" else None),
@@ -186,7 +200,9 @@ def build_variables(model: vild_model.ViLDModel, image_size: Tuple[int, int]) ->
   height, width = image_size
   images = tf.zeros([1, height, width, 3])
   image_shape = tf.constant([[height, width]], tf.float32)
-  dummy_text = tf.one_hot([0], model.embedding_dim)
+  num_classes = (model.classifier.num_classes
+                 if isinstance(model.classifier, learned_classifier.LearnedClassifier) else 1)
+  dummy_text = tf.one_hot([0] * num_classes, model.embedding_dim)
   gt = dict(gt_boxes=tf.constant([[[0.0, 0.0, height / 2, width / 2]]]),
             gt_classes=tf.constant([[1]]),
             gt_masks=tf.ones([1, 1, 8, 8]))
@@ -194,5 +210,5 @@ def build_variables(model: vild_model.ViLDModel, image_size: Tuple[int, int]) ->
                   if model.distillation != "none" else None)
   model(images, image_shape, distill_rois=distill_rois, text_embeddings=dummy_text,
         training=True, **gt)
-  model(images, image_shape, text_embeddings=dummy_text, base_mask=tf.constant([True]),
+  model(images, image_shape, text_embeddings=dummy_text, base_mask=tf.ones([num_classes], tf.bool),
         training=False)

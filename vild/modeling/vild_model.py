@@ -48,7 +48,7 @@ class ViLDModel(tf_keras.Model):
                roi_sampler: tf_keras.layers.Layer,
                roi_aligner: tf_keras.layers.Layer,
                region_tower: tf_keras.layers.Layer,
-               text_classifier: text_classifier_lib.TextEmbeddingClassifier,
+               classifier: tf_keras.layers.Layer,
                detection_generator: tf_keras.layers.Layer,
                mask_head: Optional[tf_keras.layers.Layer] = None,
                mask_sampler: Optional[tf_keras.layers.Layer] = None,
@@ -65,7 +65,8 @@ class ViLDModel(tf_keras.Model):
       backbone, decoder, rpn_head, roi_generator, roi_sampler, roi_aligner, mask_head,
         mask_sampler, mask_roi_aligner: `official.vision` layers (see vild.modeling.factory).
       region_tower: maps RoI features to {'features', 'embeddings'} (RegionTower).
-      text_classifier: maps region embeddings to [bg, classes] logits.
+      classifier: maps region embeddings to [bg, classes] logits: ViLD's
+        TextEmbeddingClassifier, or a LearnedClassifier for the supervised baselines.
       detection_generator: ViLDDetectionGenerator.
       distill_tower: the ViLD-ensemble image branch; required iff distillation='separate'.
       distillation: 'none', 'shared' or 'separate'.
@@ -79,10 +80,14 @@ class ViLDModel(tf_keras.Model):
     if (distillation == "separate") != (distill_tower is not None):
       raise ValueError("ViLDModel: distill_tower must be given exactly when "
                        f"distillation='separate' (got distillation={distillation!r}).")
-    if region_tower.embedding_dim != text_classifier.embedding_dim:
+    if region_tower.embedding_dim != classifier.embedding_dim:
       raise ValueError(
           f"ViLDModel: region tower projects to {region_tower.embedding_dim} dims but the "
-          f"classifier expects {text_classifier.embedding_dim}.")
+          f"classifier expects {classifier.embedding_dim}.")
+    if distillation == "separate" and not isinstance(
+        classifier, text_classifier_lib.TextEmbeddingClassifier):
+      raise ValueError("ViLDModel: ViLD-ensemble ('separate') scores its image branch against "
+                       "text embeddings; it needs a TextEmbeddingClassifier.")
     if not 0.0 <= ensemble_lambda <= 1.0:
       raise ValueError(f"ViLDModel: ensemble_lambda must be in [0, 1], got {ensemble_lambda}.")
     if mask_head is not None and (mask_sampler is None or mask_roi_aligner is None):
@@ -90,7 +95,7 @@ class ViLDModel(tf_keras.Model):
     self._config_dict = dict(
         backbone=backbone, decoder=decoder, rpn_head=rpn_head, roi_generator=roi_generator,
         roi_sampler=roi_sampler, roi_aligner=roi_aligner, region_tower=region_tower,
-        text_classifier=text_classifier, detection_generator=detection_generator,
+        classifier=classifier, detection_generator=detection_generator,
         mask_head=mask_head, mask_sampler=mask_sampler, mask_roi_aligner=mask_roi_aligner,
         distill_tower=distill_tower, distillation=distillation,
         ensemble_lambda=ensemble_lambda, anchor_spec=anchor_spec)
@@ -104,7 +109,7 @@ class ViLDModel(tf_keras.Model):
     self.box_predictor = tf_keras.layers.Dense(
         4, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.001),
         name="box_predictor")
-    self.text_classifier = text_classifier
+    self.classifier = classifier
     self.detection_generator = detection_generator
     self.mask_head = mask_head
     self.mask_sampler = mask_sampler
@@ -123,7 +128,7 @@ class ViLDModel(tf_keras.Model):
 
   @property
   def embedding_dim(self) -> int:
-    return self.text_classifier.embedding_dim
+    return self.classifier.embedding_dim
 
   @property
   def uses_ensemble(self) -> bool:
@@ -135,8 +140,8 @@ class ViLDModel(tf_keras.Model):
     `base_mask` (True = base class) is needed only by ViLD-ensemble scoring; take it from the
     vocabulary (`Vocabulary.base_mask`), never hard-code it. Any C works, at any time.
     """
-    self.text_classifier.set_text_embeddings(matrix, source=source)
-    num_classes = self.text_classifier.num_classes
+    self.classifier.set_text_embeddings(matrix, source=source)
+    num_classes = self.classifier.num_classes
     if base_mask is None:
       if self.uses_ensemble:
         raise ValueError(
@@ -220,7 +225,7 @@ class ViLDModel(tf_keras.Model):
 
     region, distill_embeddings = self._region_and_distill(features, rois, distill_rois)
     outputs = {
-        "class_outputs": self.text_classifier(region["embeddings"], text_embeddings),
+        "class_outputs": self.classifier(region["embeddings"], text_embeddings),
         "box_outputs": self.box_predictor(region["features"]),
         "class_targets": matched_classes,
         "box_targets": box_targets,
@@ -272,15 +277,15 @@ class ViLDModel(tf_keras.Model):
   # ------------------------------------------------------------------------------------------
   def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask):
     region = self.region_tower(self.roi_aligner(features, rois), training=False)
-    text_logits = self.text_classifier(region["embeddings"], text_embeddings)
+    text_logits = self.classifier(region["embeddings"], text_embeddings)
     box_outputs = self.box_predictor(region["features"])
     per_roi = {"region_embeddings": region["embeddings"]}
     if self.uses_ensemble:
       image_embeddings = self.distill_tower(self.roi_aligner(features, rois),
                                             training=False)["embeddings"]
       image_logits = text_classifier_lib.cosine_logits(
-          image_embeddings, self.text_classifier.resolve_text_embeddings(text_embeddings),
-          self.text_classifier.temperature)
+          image_embeddings, self.classifier.resolve_text_embeddings(text_embeddings),
+          self.classifier.temperature)
       class_scores = ensemble.fuse_scores(text_logits, image_logits,
                                           self._resolve_base_mask(base_mask),
                                           self._ensemble_lambda)

@@ -1,0 +1,60 @@
+"""The supervised baselines' classifier: learned class weights over region embeddings.
+
+ViLD's classifier is a text-embedding matrix (data); the paper's supervised baselines (Mask
+R-CNN trained on base, or base+novel with RFS) learn one weight vector per class instead, so
+they can only ever score the classes they were trained on: a base-only supervised model scores
+exactly 0 on novel categories. Same call interface as `TextEmbeddingClassifier`, so the model
+and losses are unchanged; text embeddings passed to it are ignored apart from a size check.
+"""
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+import tf_keras
+
+
+@tf_keras.utils.register_keras_serializable(package="vild")
+class LearnedClassifier(tf_keras.layers.Layer):
+  """Call: `classifier(region_embeddings [B, N, D], text_embeddings=None)` -> [B, N, 1 + C].
+
+  Column 0 is background. C is fixed at construction: the classes are weights.
+  """
+
+  def __init__(self, num_classes: int, embedding_dim: int, **kwargs):
+    super().__init__(**kwargs)
+    if num_classes <= 0:
+      raise ValueError(f"LearnedClassifier: num_classes must be positive, got {num_classes}.")
+    self._num_classes = num_classes
+    self._embedding_dim = embedding_dim
+    self._dense = tf_keras.layers.Dense(
+        num_classes + 1, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.01),
+        name="class_predict")
+
+  @property
+  def embedding_dim(self) -> int:
+    return self._embedding_dim
+
+  @property
+  def num_classes(self) -> int:
+    return self._num_classes
+
+  def set_text_embeddings(self, matrix, source: str = "<matrix>") -> None:
+    """Accepts a vocabulary only of the trained size: the classes themselves cannot change."""
+    self._check_num_classes(tf.shape(matrix)[0] if not hasattr(matrix, "shape") else
+                            matrix.shape[0], source)
+
+  def _check_num_classes(self, num_classes: Optional[int], source: str) -> None:
+    if num_classes is not None and int(num_classes) != self._num_classes:
+      raise ValueError(
+          f"{source}: {num_classes} classes given to a supervised model with a learned "
+          f"classifier over {self._num_classes} classes; its classes are weights and cannot "
+          "change. Evaluate it with its training vocabulary, or train a ViLD model "
+          "(text-embedding classifier) for open-vocabulary detection.")
+
+  def call(self, region_embeddings: tf.Tensor, text_embeddings=None) -> tf.Tensor:
+    if text_embeddings is not None:
+      self._check_num_classes(text_embeddings.shape[0], "text_embeddings")
+    return tf.cast(self._dense(region_embeddings), tf.float32)
+
+  def get_config(self) -> Dict[str, Any]:
+    return {**super().get_config(), "num_classes": self._num_classes,
+            "embedding_dim": self._embedding_dim}
