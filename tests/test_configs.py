@@ -17,8 +17,10 @@ from vild.utils import gin_config
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(
     os.path.join(REPO, "configs", "**", "*.gin"), recursive=True))
 TRANSFER_BASE = "configs/lvis/vild_r50.gin"  # transfer/*.gin are added to an experiment
-MODEL_SETTINGS = ("distillation", "embedding_dim", "temperature", "ensemble_lambda",
-                  "include_mask")
+MODEL_SETTINGS = ("build_vild_model.distillation", "build_vild_model.embedding_dim",
+                  "build_vild_model.ensemble_lambda", "build_vild_model.include_mask",
+                  "build_classifier.kind", "build_classifier.num_learned_classes",
+                  "build_classifier.temperature", "normalization.use_sync_bn")
 _BUILT = {}
 
 
@@ -67,6 +69,10 @@ def test_config_parses_and_builds(path):
   distillation = _query("build_vild_model.distillation", "none")
   if distillation != "none":
     assert _query("Parser.distill_feature_dim") == _query("build_vild_model.embedding_dim", 512)
+  if "supervised" in path:  # the paper's baselines learn their class weights
+    assert _query("build_classifier.kind") == "learned"
+    assert _query("build_classifier.num_learned_classes") == (
+        {"ov_coco": 48}.get(path.split("/")[1]) or (1203 if "rfs" in path else 866))
   loss = losses.ViLDLoss()
   if "vild_image" in path:
     assert loss.weights["text_loss"] == 0.0
@@ -79,8 +85,7 @@ def test_config_parses_and_builds(path):
     gin.bind_parameter("Parser.output_size", (64, 64))
     input_pipeline.Parser(train_toy.toy_vocabulary(), is_training=True)
   # Building is slow (a ResNet per call): once per distinct set of the model's own settings.
-  settings = tuple(_query(f"build_vild_model.{name}") for name in MODEL_SETTINGS) + (
-      _query("normalization.use_sync_bn"),)
+  settings = tuple(_query(name) for name in MODEL_SETTINGS)
   if settings not in _BUILT:
     _BUILT[settings] = factory.build_vild_model()
   assert _BUILT[settings].distillation == distillation

@@ -20,14 +20,7 @@ from vild import text_embeddings as text_embeddings_lib
 from vild.data import input_pipeline
 from vild.evaluation import evaluator as evaluator_lib
 from vild.modeling import factory
-
-
-def _training_text_embeddings_path() -> str:
-  try:
-    return gin.query_parameter("training_vocabulary.text_embeddings_path")
-  except ValueError as e:
-    raise ValueError("evaluate.text_embeddings_path is not set and the config has no "
-                     "training_vocabulary.text_embeddings_path to fall back on.") from e
+from vild.training import experiment as training_experiment
 
 
 def _training_steps() -> Optional[int]:
@@ -55,17 +48,20 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
       federated negatives); None builds box ground truth from the records.
     metric: 'lvis' or 'coco' (COCO adds AP50_novel/AP50_base when the vocabulary has novel
       categories, as in OV-COCO).
-    text_embeddings_path: the evaluation vocabulary's embeddings; default the training ones.
+    text_embeddings_path: the evaluation vocabulary's embeddings; default the training
+      vocabulary (training_vocabulary: all classes, or the base ones for 'base' runs).
     eval_batch_size: images per batch.
     iou_types: 'bbox' and/or 'segm'.
     timeout: for 'watch'.
   """
   output_dir = output_dir or os.path.join(model_dir, "eval")
-  path = text_embeddings_path or _training_text_embeddings_path()
-  matrix, vocabulary = text_embeddings_lib.load(path)
-  if vocabulary is None:
-    raise ValueError(f"{path}: no sidecar vocabulary; evaluation needs it to map classes to "
-                     "dataset category ids (save embeddings with vild.text_embeddings.save).")
+  if text_embeddings_path:
+    matrix, vocabulary = text_embeddings_lib.load(text_embeddings_path)
+    if vocabulary is None:
+      raise ValueError(f"{text_embeddings_path}: no sidecar vocabulary; evaluation needs it to "
+                       "map classes to dataset category ids (vild.text_embeddings.save).")
+  else:
+    matrix, vocabulary = training_experiment.training_vocabulary()
   logging.info("Evaluation vocabulary: %s", vocabulary.describe())
 
   def dataset_fn() -> tf.data.Dataset:

@@ -36,6 +36,7 @@ from vild import losses as losses_lib
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
 from vild.modeling import factory
+from vild.modeling import learned_classifier
 from vild.training import checkpoints
 from vild.training import optimizer as optimizer_lib
 from vild.training import strategy as strategy_lib
@@ -167,6 +168,12 @@ class ViLDTrainer:
     factory.build_variables(self.model, image_size)
     text_embeddings_lib.validate(self._text_embeddings.numpy(), "training text embeddings",
                                  embedding_dim=self.model.embedding_dim)
+    num_classes = int(self._text_embeddings.shape[0])
+    if isinstance(self.model.classifier, learned_classifier.LearnedClassifier) and (
+        self.model.classifier.num_classes != num_classes):
+      raise ValueError(
+          f"build_classifier.num_learned_classes = {self.model.classifier.num_classes} but the "
+          f"training vocabulary has {num_classes} categories; set it to {num_classes}.")
     self.optimizer = optimizer_lib.sgd_optimizer(optimizer_lib.learning_rate_schedule())
     self._variables = optimizer_lib.trainable_variables(self.model)
     self.optimizer.build(self._variables)
