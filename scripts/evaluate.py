@@ -16,9 +16,7 @@ from absl import flags
 from vild.evaluation import experiment
 from vild.utils import gin_config
 
-flags.DEFINE_multi_string("gin_file", [], "Gin experiment files (configs/...).")
-flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. 'evaluate.metric=\"coco\"'.")
-flags.DEFINE_alias("gin_bindings", "gin_param")
+gin_config.define_flags()
 flags.DEFINE_string("model_dir", None, "The training run's directory.")
 flags.DEFINE_string("checkpoint", "latest", "A checkpoint path, 'latest', or 'watch' (each new "
                     "checkpoint until the run's last step).")
@@ -29,7 +27,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  gin_config.parse(FLAGS.gin_file, FLAGS.gin_param)
+  gin_config.parse_flags()
   experiment.evaluate(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir)
 
 

@@ -18,10 +18,7 @@ from vild.training import strategy as strategy_lib
 from vild.training import trainer as trainer_lib
 from vild.utils import gin_config
 
-flags.DEFINE_multi_string("gin_file", [], "Gin experiment files (configs/...).")
-flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. "
-                          "'ViLDTrainer.train_steps = 100'.")
-flags.DEFINE_alias("gin_bindings", "gin_param")
+gin_config.define_flags()
 flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard, config.")
 flags.DEFINE_enum("strategy", "auto", strategy_lib.STRATEGIES, "Distribution strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or address (default: the local TPU VM).")
@@ -31,7 +28,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  gin_config.parse(FLAGS.gin_file, FLAGS.gin_param)
+  gin_config.parse_flags()
   strategy = strategy_lib.select_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
   try:
     experiment.train(FLAGS.model_dir, strategy)

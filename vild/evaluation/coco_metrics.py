@@ -16,7 +16,7 @@ from pycocotools import cocoeval
 
 from vild.evaluation import detections as detections_lib
 
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = detections_lib.IOU_TYPES
 # COCOeval.stats, in order.
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs",
            "ARm", "ARl")
@@ -54,14 +54,10 @@ def evaluate_coco(groundtruth: Union[str, dict, coco.COCO], detections: List[dic
   """
   gt = groundtruth if isinstance(groundtruth, coco.COCO) else load_groundtruth(groundtruth)
   metrics = {}
-  for iou_type in iou_types:
-    if iou_type not in IOU_TYPES:
-      raise ValueError(f"iou_type {iou_type!r} is not one of {IOU_TYPES}.")
+  names = METRICS + (("AP50_novel", "AP50_base") if novel_category_ids is not None else ())
+  for iou_type in detections_lib.checked_iou_types(iou_types):
     if not detections:
-      logging.warning("COCO %s: no detections; every metric is 0.", iou_type)
-      metrics.update({f"{iou_type}/{m}": 0.0 for m in METRICS})
-      if novel_category_ids is not None:
-        metrics.update({f"{iou_type}/AP50_novel": 0.0, f"{iou_type}/AP50_base": 0.0})
+      metrics.update(detections_lib.zero_metrics("COCO", iou_type, names))
       continue
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

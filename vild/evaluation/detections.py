@@ -11,7 +11,9 @@ input pipeline's `image_info` ([[original h, w], [scaled h, w], [scale y, x], [o
 masks are pasted with official.vision's `paste_instance_masks` and RLE-encoded by pycocotools.
 """
 import copy
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from absl import logging
 
 import numpy as np
 from pycocotools import mask as mask_api
@@ -147,6 +149,22 @@ def _add_lvis_image_fields(dataset: dict, groundtruths, vocabulary) -> None:
     image["neg_category_ids"] = fields.get("neg_category_ids", {}).get(image_id, absent)
     image["not_exhaustive_category_ids"] = fields.get(
         "not_exhaustive_category_ids", {}).get(image_id, [])
+
+
+IOU_TYPES = ("bbox", "segm")
+
+
+def checked_iou_types(iou_types: Sequence[str]) -> Tuple[str, ...]:
+  unknown = [t for t in iou_types if t not in IOU_TYPES]
+  if unknown:
+    raise ValueError(f"iou_types {unknown} are not among {IOU_TYPES}.")
+  return tuple(iou_types)
+
+
+def zero_metrics(api: str, iou_type: str, names: Sequence[str]) -> Dict[str, float]:
+  """The metrics of an empty detection list (the APIs cannot load one)."""
+  logging.warning("%s %s: no detections; every metric is 0.", api, iou_type)
+  return {f"{iou_type}/{name}": 0.0 for name in names}
 
 
 def for_iou_type(detections: List[dict], iou_type: str) -> List[dict]:

@@ -15,7 +15,7 @@ import lvis
 
 from vild.evaluation import detections as detections_lib
 
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = detections_lib.IOU_TYPES
 # Keys of LVISEval.results; AR@300 is the official max_dets.
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300")
 
@@ -68,12 +68,9 @@ def evaluate_lvis(groundtruth: Union[str, dict, lvis.LVIS], detections: List[dic
   """
   gt = groundtruth if isinstance(groundtruth, lvis.LVIS) else load_groundtruth(groundtruth)
   metrics = {}
-  for iou_type in iou_types:
-    if iou_type not in IOU_TYPES:
-      raise ValueError(f"iou_type {iou_type!r} is not one of {IOU_TYPES}.")
+  for iou_type in detections_lib.checked_iou_types(iou_types):
     if not detections:
-      logging.warning("LVIS %s: no detections; every metric is 0.", iou_type)
-      metrics.update({f"{iou_type}/{m}": 0.0 for m in METRICS})
+      metrics.update(detections_lib.zero_metrics("LVIS", iou_type, METRICS))
       continue
     results = detections_lib.for_iou_type(detections, iou_type)
     evaluator = lvis.LVISEval(gt, results, iou_type=iou_type)

@@ -9,6 +9,7 @@ import contextlib
 import os
 from typing import Sequence
 
+from absl import flags
 import gin
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,6 +32,19 @@ def _working_directory(path: str):
     yield
   finally:
     os.chdir(previous)
+
+
+def define_flags() -> None:
+  """A script's --gin_file and --gin_param (alias --gin_bindings) flags."""
+  flags.DEFINE_multi_string("gin_file", [], "Gin experiment files (configs/...).")
+  flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. "
+                            "'ViLDTrainer.train_steps = 100'.")
+  flags.DEFINE_alias("gin_bindings", "gin_param")
+
+
+def parse_flags() -> None:
+  """Parses the files and bindings given by the flags of `define_flags`."""
+  parse(flags.FLAGS.gin_file, flags.FLAGS.gin_param)
 
 
 def parse(files: Sequence[str], bindings: Sequence[str] = (), finalize: bool = True) -> None:
