@@ -49,12 +49,12 @@ def test_init_whole_model_restores_everything(models, tmp_path):
   assert json.load(open(tmp_path / "report.json"))["checkpoint"] == path
 
 
-def test_init_backbone_only_from_a_whole_or_a_backbone_checkpoint(tmp_path):
-  source, target = _model(3), _model(4)
+def test_init_backbone_only_from_a_whole_or_a_backbone_checkpoint(models, tmp_path):
+  source = models[0]
   whole = tf.train.Checkpoint(model=source).write(str(tmp_path / "whole"))
   backbone_only = tf.train.Checkpoint(backbone=source.backbone).write(str(tmp_path / "bb"))
-  for path in (whole, backbone_only):
-    target = _model(4)
+  for seed, path in ((3, whole), (4, backbone_only)):
+    target = _model(seed)
     report = checkpoints.init_from_checkpoint(target, path, parts=["backbone"])
     assert len(report.restored) == len(target.backbone.variables)
     assert not report.not_restored

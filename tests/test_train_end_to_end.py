@@ -54,7 +54,7 @@ def world(tmp_path_factory):
       "learning_rate_schedule.warmup_steps = 2",
       "learning_rate_schedule.decay_boundaries = (20,)",
       "learning_rate_schedule.total_steps = 1000",
-  ]
+  ] + train_toy.SMALLER
   return bindings
 
 

@@ -34,7 +34,7 @@ gin.parse_config(["learning_rate_schedule.base_learning_rate = 0.01",
                   "learning_rate_schedule.decay_boundaries = ()",
                   "learning_rate_schedule.total_steps = 10",
                   "normalization.use_sync_bn = True",
-                  "build_vild_model.include_mask = False"])  # A lighter graph to trace.
+                  "build_vild_model.include_mask = False"] + train_toy.SMALLER)
 vocab, embeddings = train_toy.toy_vocabulary(), train_toy.toy_text_embeddings()
 model_dir = sys.argv[1]
 
@@ -54,8 +54,8 @@ updates = {name: [v.numpy() - w for v, w in zip(t.model.trainable_variables, ini
            for name, t in (("mirrored", two), ("one", one))}
 np.savez(f"{model_dir}/updates.npz", *updates["mirrored"], *updates["one"])
 
-split = trainer(mirrored, "split", train_toy.toy_dataset_fn(num_scenes=2, shuffle_seed=None))
-images, _ = split._next_batch(split._iterator)
+two_scenes = train_toy.toy_dataset_fn(num_scenes=2, shuffle_seed=None)
+images, _ = two._next_batch(iter(two_scenes(tf.distribute.InputContext(1, 0, 2))))
 per_replica = [x.numpy() for x in mirrored.experimental_local_results(images)]
 scenes, _ = train_toy.toy_batch_images(2)
 print("RESULT " + json.dumps({

@@ -54,7 +54,7 @@ def _event_tags(directory):
 
 def test_run_preempts_resumes_and_stops_on_nan(tmp_path):
   gin.parse_config_file(TINY_GIN)
-  gin.parse_config(SHORT_SCHEDULE)
+  gin.parse_config(SHORT_SCHEDULE + train_toy.SMALLER)
   model_dir = str(tmp_path / "run")
   vocab, embeddings = train_toy.toy_vocabulary(), train_toy.toy_text_embeddings()
   trainer = trainer_lib.ViLDTrainer(
@@ -105,7 +105,7 @@ def test_batch_size_must_match_the_pipeline(tmp_path):
 def test_bfloat16_mixed_precision_trains(tmp_path):
   """The TPU default policy: variables float32, compute bfloat16, losses float32."""
   gin.parse_config_file(TINY_GIN)
-  gin.parse_config(SHORT_SCHEDULE + ["build_vild_model.include_mask = False"])
+  gin.parse_config(SHORT_SCHEDULE + train_toy.SMALLER + ["build_vild_model.include_mask = False"])
   tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
     trainer = trainer_lib.ViLDTrainer(

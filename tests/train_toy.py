@@ -12,6 +12,8 @@ from vild.data import toy
 IMAGE_SIZE = (64, 64)
 EMBEDDING_DIM = 32
 NOVEL = ("blue disc",)
+# On top of the tiny config, for tests that trace whole training steps: tracing dominates.
+SMALLER = ["build_backbone.depth = 10", "build_roi_sampler.num_sampled_rois = 32"]
 
 
 def toy_vocabulary() -> vocabulary_lib.Vocabulary:

@@ -174,7 +174,8 @@ class ViLDTrainer:
       raise ValueError(
           f"build_classifier.num_learned_classes = {self.model.classifier.num_classes} but the "
           f"training vocabulary has {num_classes} categories; set it to {num_classes}.")
-    self.optimizer = optimizer_lib.sgd_optimizer(optimizer_lib.learning_rate_schedule())
+    self._schedule = optimizer_lib.learning_rate_schedule()
+    self.optimizer = optimizer_lib.sgd_optimizer(self._schedule)
     self._variables = optimizer_lib.trainable_variables(self.model)
     self.optimizer.build(self._variables)
     self._loss_fn = losses_lib.ViLDLoss()
@@ -240,8 +241,8 @@ class ViLDTrainer:
     return int(self.optimizer.iterations.numpy())
 
   def learning_rate(self, step: int) -> float:
-    schedule = self.optimizer._learning_rate  # pylint: disable=protected-access
-    return float(schedule(step)) if callable(schedule) else float(schedule.numpy())
+    """The rate of the update that takes the optimizer from `step` to `step + 1`."""
+    return float(self._schedule(step)) if callable(self._schedule) else float(self._schedule)
 
   def train(self) -> Dict[str, List[float]]:
     """Trains to `train_steps`; returns this call's per-step loss terms and 'step'."""
