@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,6 +20,7 @@ from vild import text_embeddings
 from vild import vocabulary as vocabulary_lib
 from vild.data import conversion
 from vild.data import synthetic
+from vild.inference import checkpoint as inference_checkpoint
 from vild.training import experiment
 from vild.utils import gin_config
 
@@ -58,9 +60,10 @@ def world(tmp_path_factory):
   return bindings
 
 
-def _cli(script, model_dir, bindings, **kwargs):
-  args = [sys.executable, os.path.join(REPO, "scripts", script), f"--gin_file={CONFIG}",
-          f"--model_dir={model_dir}"] + [f"--gin_param={b}" for b in bindings]
+def _cli(script, model_dir, bindings, gin_file=CONFIG, **kwargs):
+  args = ([sys.executable, os.path.join(REPO, "scripts", script), f"--model_dir={model_dir}"] +
+          ([f"--gin_file={gin_file}"] if gin_file else []) +
+          [f"--gin_param={b}" for b in bindings])
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, **kwargs)
@@ -119,8 +122,9 @@ def test_killed_run_resumes_exactly_then_evaluates(world, tmp_path):
   for key in keys:
     np.testing.assert_array_equal(a.get_tensor(key), b.get_tensor(key), err_msg=key)
 
-  # 3. Evaluate the resumed run's last checkpoint from the CLI with the LVIS API.
-  evaluate = _cli("evaluate.py", killed, world)
+  # 3. Evaluate the resumed run's last checkpoint from the CLI with the LVIS API, configured by
+  #    the config.gin the trainer saved in the run directory.
+  evaluate = _cli("evaluate.py", killed, [], gin_file=None)
   _, errors = evaluate.communicate(timeout=400)
   assert evaluate.returncode == 0, errors[-3000:]
   metrics = json.load(open(os.path.join(killed, "eval", f"metrics_{last}.json")))
@@ -129,3 +133,8 @@ def test_killed_run_resumes_exactly_then_evaluates(world, tmp_path):
   results = json.load(open(os.path.join(killed, "eval", f"detections_{last}.json")))
   assert results and {"image_id", "category_id", "bbox", "score",
                       "segmentation"} <= set(results[0])
+
+  # 4. The run directory is what vild.inference loads (config.gin + checkpoints).
+  gin.clear_config()
+  loaded = inference_checkpoint.load_model(killed)
+  assert loaded.checkpoint_path.endswith(f"ckpt-{last}") and loaded.input_size == (64, 64)

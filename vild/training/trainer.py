@@ -45,6 +45,7 @@ from vild.utils import io
 from vild.utils import progress as progress_lib
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+CONFIG_NAME = "config.gin"  # the run's full gin config (vild.inference reads it)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -126,6 +127,8 @@ class ViLDTrainer:
                  len(self._variables), len(self.model.trainable_variables), global_batch_size,
                  num_replicas, global_batch_size // num_replicas)
     self._restore_or_init(max_checkpoints, init_checkpoint, init_parts)
+    if self._is_chief:  # What evaluation and inference rebuild the model from.
+      io.write_text_atomic(os.path.join(model_dir, CONFIG_NAME), gin.config_str())
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
                             if self._is_chief else tf.summary.create_noop_writer())
     self._term_names: List[str] = []
