@@ -1,8 +1,11 @@
 """The training loop: a gin-configured ViLD run on any tf.distribute strategy, resumable exactly.
 
   trainer = ViLDTrainer(model_dir, dataset_fn, text_embeddings, vocabulary, global_batch_size,
-                    strategy)                      # gin: ViLDTrainer.* and the builders
+                        strategy)                  # gin: ViLDTrainer.* and the builders
   history = trainer.train()
+
+In model_dir: ckpt-<step> checkpoints, train/ TensorBoard logs, config.gin (the full gin
+config, from which evaluation and vild.inference rebuild the model), operative_config.gin.
 
 Each loop of `steps_per_loop` steps is one tf.function call:
   next batch per replica -> strategy.run(train_step) -> loss terms averaged over replicas.
