@@ -209,6 +209,7 @@ class ViLDTrainer:
 
   # ------------------------------------------------------------------------------------------
   # The compiled part.
+  @tf.autograph.experimental.do_not_convert  # plain Python; see _train_loop
   def _replica_step(self, images, labels):
     return train_step_lib.train_step(
         self.model, self.optimizer, self._loss_fn, images, labels,
@@ -216,6 +217,7 @@ class ViLDTrainer:
         trainable_variables=self._variables,
         weight_decay_fn=optimizer_lib.weight_decay_loss)
 
+  @tf.autograph.experimental.do_not_convert  # plain Python; see _train_loop
   def _next_batch(self, iterator):
     if not self._host_input:
       return next(iterator)
@@ -227,7 +229,12 @@ class ViLDTrainer:
 
   @tf.function
   def _train_loop(self, iterator, num_steps):
-    """Runs `num_steps` steps; returns [num_steps, num_terms] replica-averaged loss terms."""
+    """Runs `num_steps` steps; returns [num_steps, num_terms] replica-averaged loss terms.
+
+    Only this loop needs AutoGraph. The methods it calls are marked do_not_convert: they have no
+    tensor-dependent control flow, and AutoGraph's cached conversion of bound methods was seen to
+    call them with `self` twice after many other functions had been traced in one process.
+    """
     history = tf.TensorArray(tf.float32, size=num_steps)
     for i in tf.range(num_steps):
       images, labels = self._next_batch(iterator)
@@ -235,6 +242,7 @@ class ViLDTrainer:
       history = history.write(i, self._replica_mean(terms))
     return history.stack()
 
+  @tf.autograph.experimental.do_not_convert  # plain Python; see _train_loop
   def _replica_mean(self, terms) -> tf.Tensor:
     """[num_terms] loss terms averaged over replicas, in the order of `_term_names`."""
     self._term_names = sorted(terms)  # Set while tracing; Python-side bookkeeping only.
