@@ -8,7 +8,9 @@ import dataclasses
 import datetime
 import os
 import platform
-from typing import List, Optional, Sequence
+import resource
+import time
+from typing import List, Optional, Sequence, Tuple
 
 from benchmarks import harness
 
@@ -134,7 +136,48 @@ def machine_facts() -> List[str]:
           f"NumPy {np.__version__}, {platform.system()} {platform.release()}"]
 
 
-def render(rows: Sequence[RowResult], command: str, quick: bool) -> str:
+def machine_busy_seconds() -> float:
+  """CPU seconds every process on the machine has spent busy since boot (/proc/stat)."""
+  with open("/proc/stat") as f:
+    fields = [int(value) for value in f.readline().split()[1:]]
+  idle = fields[3] + fields[4]  # idle, iowait
+  return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user already
+
+
+def own_cpu_seconds() -> float:
+  """CPU seconds of this process and its finished (waited-for) workers."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineUse:
+  """How busy the machine was around a run: load averages and CPU seconds at both ends."""
+  load: Tuple[float, float, float]
+  wall: float
+  busy: float
+  own: float
+
+  @classmethod
+  def now(cls) -> "MachineUse":
+    return cls(os.getloadavg(), time.time(), machine_busy_seconds(), own_cpu_seconds())
+
+
+def sharing_fact(start: MachineUse, end: MachineUse) -> str:
+  """Load averages at both ends, and the share of the machine's CPU that other processes
+  than this benchmark used during the run: what competed with the measurements."""
+  show = lambda load: " / ".join(f"{value:.2f}" for value in load)  # noqa: E731
+  capacity = (end.wall - start.wall) * os.cpu_count()
+  others = max(0.0, (end.busy - start.busy) - (end.own - start.own))
+  return (f"Load average (1 / 5 / 15 min) {show(start.load)} at the start, {show(end.load)} "
+          f"at the end, on {os.cpu_count()} cores. Processes other than this benchmark used "
+          f"{100 * others / capacity:.0f}% of the machine's CPU time during the run "
+          f"({others / 60:.1f} CPU minutes of {capacity / 60:.1f}).")
+
+
+def render(rows: Sequence[RowResult], command: str, quick: bool,
+           machine_use: Optional[Tuple[MachineUse, MachineUse]] = None) -> str:
   """The whole BENCHMARKS.md."""
   lines = [
       "# Benchmarks",
@@ -146,6 +189,8 @@ def render(rows: Sequence[RowResult], command: str, quick: bool) -> str:
   if quick:
     lines += ["**Quick smoke run (`--quick`): tiny sizes, numbers meaningless.**", ""]
   lines += [f"- {fact}" for fact in machine_facts()]
+  if machine_use:
+    lines.append(f"- {sharing_fact(*machine_use)}")
   lines += [
       "- The machine is shared with other users, so absolute times are noisy; every ratio "
       "compares two things measured in the same run, interleaved.",

@@ -69,9 +69,12 @@ def run_rows(names, quick: bool):
 
 def main(argv):
   del argv
+  start = report.MachineUse.now()
   results = run_rows(FLAGS.rows, FLAGS.quick)
+  machine_use = (start, report.MachineUse.now())
   command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
-  io.write_text_atomic(FLAGS.output, report.render(results, command.strip(), FLAGS.quick))
+  io.write_text_atomic(FLAGS.output, report.render(results, command.strip(), FLAGS.quick,
+                                                   machine_use))
   logging.info("Wrote %s.", FLAGS.output)
 
 

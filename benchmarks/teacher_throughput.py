@@ -155,7 +155,9 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
           f"{size}² {'XLA' if jit else 'graph'} {rate:.0f}"
           for (size, jit), rate in matmul_rates.items()),
       f"Crop embeddings per second (best of {settings.rounds}): image tower "
-      f"{rates['tower']:.1f}, RegionEmbedder {rates['region_embedder']:.1f}. With medians "
+      f"{rates['tower']:.1f}, RegionEmbedder {rates['region_embedder']:.1f} (ratio "
+      f"{rates['region_embedder'] / rates['tower']:.2f}: what cutting and resizing the crops "
+      "costs on top of the forward passes). With medians "
       "instead of bests, the image tower runs at "
       f"{100 * median_fraction(measured, settings, flops):.0f}% of the matmul peak.",
   ]
