@@ -95,19 +95,32 @@ def throughput_calls(preset: str, batch_size: int, matmul_sizes: Sequence[int],
   return calls
 
 
-def median_fraction(measured: harness.WorkerReport, settings: "Settings", flops: float) -> float:
-  """The image tower's FLOP/s over the best matmul's, both from median times."""
-  work = settings.batch_size * flops
-  peak = max(2.0 * size ** 3 * matmul_repeats(size, work) / measured.median(matmul_name(size, jit))
-             for size in settings.matmul_sizes for jit in (False, True))
-  return work / measured.median("tower") / peak
+def flops_per_call(settings: "Settings", crop_flops: float):
+  """{call name: FLOPs it does}: the matmul chains, one teacher batch, the embedder's crops."""
+  work = {matmul_name(size, jit): 2.0 * size ** 3 * matmul_repeats(size, settings.batch_size
+                                                                  * crop_flops)
+          for size in settings.matmul_sizes for jit in (False, True)}
+  work["tower"] = settings.batch_size * crop_flops
+  work["region_embedder"] = embedder_crops(settings) * crop_flops
+  return work
+
+
+def embedder_crops(settings: "Settings") -> int:
+  """Crops per RegionEmbedder call: 1x and 1.5x of each image's boxes."""
+  return 2 * settings.embedder_images * (settings.batch_size // settings.embedder_images)
+
+
+def gflops(measured: harness.WorkerReport, work, cpu: bool):
+  """{call name: GFLOP per wall second (best round) or per CPU second (median round)}."""
+  seconds = measured.median if cpu else measured.best
+  return {name: flops / seconds(name, cpu=cpu) / 1e9 for name, flops in work.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
   preset: str = "vit_b32"
   batch_size: int = 64
-  matmul_sizes: Tuple[int, ...] = (1024, 2048, 4096)
+  matmul_sizes: Tuple[int, ...] = (1024, 2048)  # 4096² never won in our runs
   embedder_images: int = 4  # images whose crops fill two teacher batches
   rounds: int = 3
 
@@ -125,48 +138,44 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
   measured = harness.run_interleaved([workload], settings.rounds, isolated=isolated)[label]
   config = clip_config.preset(settings.preset)
   flops = image_tower_flops(config.vision, config.embed_dim)
-  tower_batch_flops = settings.batch_size * flops
-  matmul_rates = {
-      (size, jit): 2.0 * size ** 3 * matmul_repeats(size, tower_batch_flops)
-      / measured.best(matmul_name(size, jit)) / 1e9
-      for size in settings.matmul_sizes for jit in (False, True)}
-  (peak_size, peak_jit), peak = max(matmul_rates.items(), key=lambda item: item[1])
-  embedder_crops = 2 * settings.embedder_images * (settings.batch_size // settings.embedder_images)
-  crops_per_call = {"tower": settings.batch_size, "region_embedder": embedder_crops}
-  rates = {name: count / measured.best(name) for name, count in crops_per_call.items()}
-  peak_label = f"matmul {peak_size}² {'XLA' if peak_jit else 'graph'}"
-  comparisons = [
-      report.Comparison(
-          f"{settings.preset} crop embeddings (RegionEmbedder, 1x+1.5x crops, XLA), "
-          "GFLOP/s / matmul peak",
-          report.Figure(f"{rates['region_embedder']:.1f} crops/s",
-                        rates["region_embedder"] * flops / 1e9, "GFLOP/s"),
-          report.Figure(peak_label, peak, "GFLOP/s"), TARGET),
-      report.Comparison(
-          f"{settings.preset} image tower alone (XLA, ready batches), GFLOP/s / matmul peak",
-          report.Figure(f"{rates['tower']:.1f} crops/s", rates["tower"] * flops / 1e9,
-                        "GFLOP/s"),
-          report.Figure(peak_label, peak, "GFLOP/s"), TARGET),
-  ]
+  work = flops_per_call(settings, flops)
+  matmuls = [name for name in work if name.startswith("matmul_")]
+  comparisons, peaks = [], {}
+  per_cpu = gflops(measured, work, cpu=True)
+  for cpu in (True, False):
+    rates = per_cpu if cpu else gflops(measured, work, cpu=False)
+    peak_name = max(matmuls, key=rates.get)
+    peaks[cpu] = ", ".join(f"{name[len('matmul_'):]} {rates[name]:.0f}" for name in matmuls)
+    unit, statistic = ("GFLOP per CPU s", "medians") if cpu else ("GFLOP/s wall", "bests")
+    peak = report.Figure(peak_name, rates[peak_name], unit)
+    for name, what in (("tower", "image tower alone (XLA, ready batches)"),
+                       ("region_embedder", "RegionEmbedder (1x+1.5x crops, XLA)")):
+      crops_per_second = rates[name] * 1e9 / flops
+      comparisons.append(report.Comparison(
+          f"{settings.preset} {what} / matmul peak, {'CPU time' if cpu else 'wall time'} "
+          f"({statistic})",
+          report.Figure(f"{crops_per_second:.1f} crops per {'CPU ' if cpu else ''}s",
+                        rates[name], unit),
+          peak, TARGET if cpu else None))
   details = [
       f"{flops / 1e9:.2f} GFLOP per crop, counted from the {settings.preset} config "
       "(matmuls and convolutions only).",
-      "float32 matmul GFLOP/s (best of the rounds): " + ", ".join(
-          f"{size}² {'XLA' if jit else 'graph'} {rate:.0f}"
-          for (size, jit), rate in matmul_rates.items()),
-      f"Crop embeddings per second (best of {settings.rounds}): image tower "
-      f"{rates['tower']:.1f}, RegionEmbedder {rates['region_embedder']:.1f} (ratio "
-      f"{rates['region_embedder'] / rates['tower']:.2f}: what cutting and resizing the crops "
-      "costs on top of the forward passes). With medians "
-      "instead of bests, the image tower runs at "
-      f"{100 * median_fraction(measured, settings, flops):.0f}% of the matmul peak.",
+      f"float32 matmul GFLOP per CPU s (medians): {peaks[True]}; GFLOP/s wall (bests): "
+      f"{peaks[False]}.",
+      "RegionEmbedder / image tower alone, crops per CPU s: "
+      f"{per_cpu['region_embedder'] / per_cpu['tower']:.2f} (what cutting and resizing the "
+      "crops costs on top of the forward passes).",
+      "The target is judged on CPU time, as in row 1: other users' load on the shared machine "
+      "stretches wall time far more than CPU time. A side that leaves a core idle looks better "
+      "per CPU second than per wall second, so the wall-time fractions are shown next to "
+      "it.",
   ]
   setup = (f"CLIP {settings.preset} image tower with random weights (speed does not depend on "
            f"them), teacher batch {settings.batch_size}, `jit_compile=True`; RegionEmbedder "
-           f"cuts {embedder_crops} crops from {settings.embedder_images} 640x640 "
+           f"cuts {embedder_crops(settings)} crops from {settings.embedder_images} 640x640 "
            "images per call. Peak = best float32 matmul, each call chaining products worth one "
            "teacher batch of FLOPs so both sides run for similar times; all timed in one "
-           f"process, interleaved, best of {settings.rounds} round(s) (a peak is a best case, "
-           "so both sides use their best).")
+           f"process, interleaved, {settings.rounds} round(s): medians of CPU time, bests of "
+           "wall time (a peak is a best case, so both sides use their best).")
   return report.RowResult(title="Teacher throughput against the machine's matmul peak",
                           setup=setup, comparisons=comparisons, details=details)
