@@ -64,3 +64,22 @@ def test_targets_and_ratios_render_with_a_verdict():
   assert comparison.ratio == 1.5
   assert comparison.verdict == "≤ 1.15: NOT met"
   assert report.Target(0.6, upper=False).met(0.61)
+
+
+def test_sharing_fact_counts_only_other_processes_cpu_time(monkeypatch):
+  monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
+  start = report.MachineUse(load=(1.0, 2.0, 3.0), wall=0.0, busy=100.0, own=10.0)
+  # 60 s on 2 cores = 120 CPU s of capacity; the machine was busy 90 s, 30 of them ours.
+  end = report.MachineUse(load=(4.0, 5.0, 6.0), wall=60.0, busy=190.0, own=40.0)
+  fact = report.sharing_fact(start, end)
+  assert "1.00 / 2.00 / 3.00 at the start, 4.00 / 5.00 / 6.00 at the end" in fact
+  assert "used 50% of the machine's CPU time" in fact
+  assert "(1.0 CPU minutes of 2.0)" in fact
+
+
+def test_vit_b32_flops_per_crop_match_the_published_count():
+  from benchmarks import teacher_throughput  # pylint: disable=g-import-not-at-top
+  from vild.teacher import clip_config  # pylint: disable=g-import-not-at-top
+  config = clip_config.preset("vit_b32")
+  flops = teacher_throughput.image_tower_flops(config.vision, config.embed_dim)
+  assert 8.6e9 < flops < 9.0e9  # ViT-B/32 at 224²: about 4.4 G multiply-adds
