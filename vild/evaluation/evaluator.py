@@ -29,6 +29,7 @@ from vild import vocabulary as vocabulary_lib
 from vild.evaluation import coco_metrics
 from vild.evaluation import detections as detections_lib
 from vild.evaluation import lvis_metrics
+from vild.inference import checkpoint as checkpoint_lib
 from vild.training import train_step
 from vild.utils import io
 from vild.utils import progress as progress_lib
@@ -173,12 +174,6 @@ def checkpoint_step(path: str) -> int:
     raise ValueError(f"{path}: not a checkpoint named <prefix>-<step>.") from e
 
 
-def restore_weights(model, path: str) -> None:
-  """Loads a trainer checkpoint's model weights (optimizer and data state are ignored)."""
-  status = tf.train.Checkpoint(model=model).read(path)
-  status.expect_partial().assert_existing_objects_matched()
-
-
 def evaluate_checkpoints(model, evaluator: Evaluator,
                          dataset_fn: Callable[[], tf.data.Dataset], model_dir: str,
                          output_dir: str, timeout: Optional[float] = None,
@@ -195,7 +190,7 @@ def evaluate_checkpoints(model, evaluator: Evaluator,
     if tf.io.gfile.exists(metrics_path(output_dir, step)):
       logging.info("Step %d already evaluated in %s.", step, output_dir)
     else:
-      restore_weights(model, path)
+      checkpoint_lib.restore_weights(model, path)
       evaluated[step] = evaluator.evaluate(dataset_fn(), output_dir, step)
     if last_step is not None and step >= last_step:
       break

@@ -19,6 +19,7 @@ import tensorflow as tf
 from vild import text_embeddings as text_embeddings_lib
 from vild.data import input_pipeline
 from vild.evaluation import evaluator as evaluator_lib
+from vild.inference import checkpoint as checkpoint_lib
 from vild.modeling import factory
 from vild.training import experiment as training_experiment
 
@@ -81,5 +82,5 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
     if checkpoint is None:
       raise ValueError(f"{model_dir}: no checkpoint to evaluate.")
   step = evaluator_lib.checkpoint_step(checkpoint)
-  evaluator_lib.restore_weights(model, checkpoint)
+  checkpoint_lib.restore_weights(model, checkpoint)
   return {step: evaluator.evaluate(dataset_fn(), output_dir, step)}
