@@ -18,14 +18,14 @@ from absl import app
 from absl import flags
 
 from vild.data import tf_example
-from vild.distillation_data import detector
 from vild.distillation_data import proposals
 from vild.distillation_data import shard_jobs
+from vild.inference import checkpoint
 
 flags.DEFINE_string("input_pattern", None, "Glob of the input TFRecord shards.")
 flags.DEFINE_string("output_dir", None, "Where the output shards go (not the input folder).")
 flags.DEFINE_string("model_dir", None, "The detector's training directory (checkpoints, and "
-                    "config.gin or operative_config.gin unless --gin_file is given).")
+                    "config.gin unless --gin_file is given).")
 flags.DEFINE_multi_string("gin_file", [], "The detector's experiment gin files.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings for the detector, after its "
                           "config (e.g. 'build_roi_generator.test_num_proposals=2000').")
@@ -53,7 +53,7 @@ def main(argv):
         num_proposals=FLAGS.num_proposals, nms_iou_threshold=FLAGS.nms_iou_threshold,
         min_score=FLAGS.min_score, batch_size=FLAGS.batch_size,
         shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
-  except (detector.DetectorError, shard_jobs.ShardJobError, tf_example.RecordError,
+  except (checkpoint.ModelDirError, shard_jobs.ShardJobError, tf_example.RecordError,
           ValueError) as e:
     raise app.UsageError(str(e)) from e
   print(f"proposals: wrote {len(result['written'])} shards, skipped {len(result['skipped'])} "

@@ -42,6 +42,6 @@ def test_proposals_cli_without_a_checkpoint_says_what_to_run(tmp_path):
                 f"--input_pattern={tmp_path}/records/*.tfrecord",
                 f"--output_dir={tmp_path}/proposals")
   assert result.returncode != 0
-  assert "no checkpoint" in result.stderr and "scripts/train.py" in result.stderr
+  assert "no TF checkpoint" in result.stderr and "scripts/train.py" in result.stderr
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "proposals")

@@ -10,9 +10,9 @@ from tests import distillation_helpers as helpers
 from vild.data import input_pipeline
 from vild.data import schema
 from vild.data import tf_example
-from vild.distillation_data import detector
 from vild.distillation_data import proposals
 from vild.distillation_data import shard_jobs
+from vild.inference import checkpoint
 
 # Original 100 x 200 image, scaled by 0.5 into the model input, then shifted by (4, 8) (the
 # eval resize never shifts; the formula must still be the inverse of the pipeline's).
@@ -48,8 +48,8 @@ def detector_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def restored(detector_dir):
-  model, image_size, _ = detector.restore_detector(detector_dir)
-  return model, image_size
+  loaded = checkpoint.load_model(detector_dir)
+  return loaded.model, loaded.input_size
 
 
 def test_proposal_generator_adds_top_m_to_every_record_and_keeps_its_fields(tmp_path,
@@ -89,21 +89,17 @@ def test_proposal_generator_adds_top_m_to_every_record_and_keeps_its_fields(tmp_
 
 
 def test_detector_errors_say_what_to_fix(tmp_path, detector_dir):
-  with pytest.raises(detector.DetectorError, match="no such model directory"):
-    detector.restore_detector(str(tmp_path / "missing"))
-  empty = tmp_path / "empty"
-  empty.mkdir()
-  with pytest.raises(detector.DetectorError, match="--gin_file"):
-    detector.restore_detector(str(empty))
-  (empty / "config.gin").write_text(open(helpers.TINY_GIN, encoding="utf-8").read())
-  with pytest.raises(detector.DetectorError, match="train the base-category detector"):
-    detector.restore_detector(str(empty))
-  with pytest.raises(detector.DetectorError, match="no such checkpoint"):
-    detector.restore_detector(detector_dir, checkpoint=os.path.join(detector_dir, "ckpt-7"))
+  # The loader is vild.inference's (tests/test_inference_detector.py covers the rest); these
+  # are the options only proposal generation uses: an explicit checkpoint and gin files.
+  with pytest.raises(checkpoint.ModelDirError, match="no such checkpoint"):
+    checkpoint.load_model(detector_dir, checkpoint_path=os.path.join(detector_dir, "ckpt-7"))
   # A config that builds another model than the checkpoint holds.
-  with pytest.raises(detector.DetectorError, match="does not fit the model"):
-    detector.restore_detector(detector_dir, gin_files=[helpers.TINY_GIN],
-                              gin_bindings=["build_fpn.num_filters = 16"])
+  with pytest.raises(checkpoint.ModelDirError, match="does not match the model"):
+    checkpoint.load_model(detector_dir, gin_files=[helpers.TINY_GIN],
+                          gin_bindings=["build_fpn.num_filters = 16"])
+  # Through the script: a usage error naming the directory, not a traceback.
+  with pytest.raises(checkpoint.ModelDirError, match="no such model directory"):
+    proposals.generate_proposals("in-*", str(tmp_path / "out"), str(tmp_path / "missing"))
 
 
 def test_records_without_images_fail_naming_the_shard(tmp_path, restored):

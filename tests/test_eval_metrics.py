@@ -1,5 +1,6 @@
 """The evaluator against direct calls of the official lvis / pycocotools APIs, the np.float shim,
-ground truth built from eval labels, OV-COCO novel/base AP50 and transfer evaluation."""
+ground truth built from eval labels, OV-COCO novel/base AP50, transfer evaluation and
+ViLD-text + CLIP."""
 import contextlib
 import io
 import json
@@ -14,11 +15,14 @@ from pycocotools import cocoeval
 
 from tests import train_toy
 from tests.conftest import TINY_GIN
+from vild import text_embeddings
 from vild import vocabulary as vocabulary_lib
 from vild.evaluation import detections as detections_lib
 from vild.evaluation import evaluator as evaluator_lib
 from vild.evaluation import lvis_metrics
+from vild.data import input_pipeline
 from vild.modeling import factory
+from vild.teacher import interface
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +147,55 @@ def test_transfer_evaluation_swaps_the_vocabulary_not_the_weights(toy_split):
   with pytest.raises(ValueError, match="frequency"):
     evaluator_lib.Evaluator(model, train_toy.toy_vocabulary(), train_toy.toy_text_embeddings(),
                             metric="lvis")
+
+
+class NovelTeacher(interface.Teacher):
+  """Sees every crop as the novel 'blue disc' (its text embedding), and counts the crops."""
+  name = "novel_only"
+  embedding_dim = train_toy.EMBEDDING_DIM
+  image_size = 8
+
+  def __init__(self):
+    self.num_crops = 0
+    self.direction = train_toy.toy_text_embeddings()[train_toy.toy_vocabulary().names.index(
+        "blue disc")]
+
+  def encode_text(self, texts):
+    raise NotImplementedError("images only")
+
+  def encode_images(self, images):
+    self.num_crops += len(images)
+    return np.tile(self.direction / np.linalg.norm(self.direction), [len(images), 1])
+
+
+def test_vild_text_plus_clip_lets_the_teacher_decide_novel_classes(toy_split):
+  vocab = toy_split["vocab"]
+  novel_id = vocab.category_ids[vocab.names.index("blue disc")]
+  text = train_toy.toy_text_embeddings()
+  plain = evaluator_lib.Evaluator(toy_split["model"], vocab, text, metric="lvis",
+                                  annotation_file=toy_split["path"], iou_types=("bbox",))
+  results, _ = plain.predict(toy_split["dataset"])
+  assert {r["category_id"] for r in results} != {novel_id}
+  teacher = NovelTeacher()
+  with_teacher = evaluator_lib.Evaluator(toy_split["model"], vocab, text, metric="lvis",
+                                         annotation_file=toy_split["path"],
+                                         iou_types=("bbox",), teacher=teacher)
+  results, _ = with_teacher.predict(toy_split["dataset"])
+  # A teacher certain of a novel class outweighs the text branch on it (lambda = 2/3), and
+  # pushes base classes down: the top detections are all that class.
+  top = sorted(results, key=lambda r: -r["score"])[:20]
+  assert top and {r["category_id"] for r in top} == {novel_id}
+  assert teacher.num_crops > 0 and teacher.num_crops % 2 == 0  # 1x and 1.5x per proposal
+
+  with pytest.raises(text_embeddings.TextEmbeddingError, match="embeds in 3 dimensions"):
+    bad = NovelTeacher()
+    bad.embedding_dim = 3
+    evaluator_lib.Evaluator(toy_split["model"], vocab, text, metric="lvis",
+                            annotation_file=toy_split["path"], teacher=bad)
+
+
+def test_model_inputs_unnormalize_to_their_pixels():
+  pixels = np.random.default_rng(0).integers(0, 256, size=(2, 16, 24, 3), dtype=np.uint8)
+  normalized = tf.stack([input_pipeline.eval_image(tf.constant(p), (16, 24))[0]
+                         for p in pixels])
+  np.testing.assert_array_equal(evaluator_lib.unnormalized_images(normalized), pixels)

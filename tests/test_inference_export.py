@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from official.vision.ops import preprocess_ops
 from tests import inference_helpers as helpers
+from vild.data import input_pipeline
 from vild.inference import detector as detector_lib
 from vild.inference import export
 
@@ -51,9 +51,8 @@ def keras_model(tmp_path_factory):
 
 
 def keras_outputs(model, image, text):
-  """The restored Keras model on the image, preprocessed as official.vision evaluates."""
-  normalized, image_info = preprocess_ops.resize_and_crop_image(
-      preprocess_ops.normalize_image(tf.constant(image)), helpers.SIZE, helpers.SIZE)
+  """The restored Keras model on the image, preprocessed as evaluation does."""
+  normalized, image_info = input_pipeline.eval_image(tf.constant(image), helpers.SIZE)
   outputs = model(normalized[tf.newaxis], image_info[tf.newaxis, 1], text_embeddings=text,
                   base_mask=BASE_MASK, training=False)
   return {k: v.numpy() for k, v in outputs.items() if not isinstance(v, dict)}

@@ -97,6 +97,34 @@ def test_ensemble_model_can_score_with_the_text_branch_only(models, batch):
   assert out["detection_image_embeddings"].shape == (2, 50, DIM)
 
 
+def test_vild_text_plus_clip_fuses_the_teachers_scores_of_each_proposal(models, batch):
+  images, labels = batch
+  model = models["none"]
+  image_shape = labels["image_info"][:, 1, :]
+  features, first = model.propose(images, image_shape, training=False)
+  proposals = first["proposals"]
+  teacher = tf.math.l2_normalize(tf.random.stateless_normal(
+      [*proposals.shape[:2], DIM], seed=[1, 2]), axis=-1)
+  out = model.detect_with_teacher(features, proposals, image_shape, teacher)
+  n = int(out["num_detections"][0])
+  assert n > 0
+  kept = out["detection_roi_indices"][0, :n]
+  np.testing.assert_allclose(out["detection_teacher_embeddings"][0, :n],
+                             tf.gather(teacher[0], kept), atol=1e-7)
+  # Per kept RoI: text branch^lambda * teacher^(1 - lambda) on base classes, the reverse on
+  # novel ones (ViLD-ensemble's rule with the teacher as the image branch), from scratch.
+  text_logits = model.classifier(out["detection_region_embeddings"][:1, :n]).numpy()[0]
+  matrix = model.classifier.resolve_text_embeddings(None).numpy()
+  teacher_logits = out["detection_teacher_embeddings"][0, :n].numpy() @ matrix.T / 0.01
+  def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+  weight = np.where(BASE_MASK, 2 / 3, 1 / 3)
+  expected = softmax(text_logits)[:, 1:] ** weight * softmax(teacher_logits) ** (1 - weight)
+  np.testing.assert_allclose(out["detection_class_scores"][0, :n], expected, rtol=2e-4,
+                             atol=1e-6)
+
+
 def test_gradients_reach_background_embedding_and_never_text_embeddings(models, batch):
   model = models["shared"]
   images, labels = batch

@@ -102,6 +102,21 @@ def test_batch_size_must_match_the_pipeline(tmp_path):
                         global_batch_size=4)
 
 
+def test_distilling_model_needs_region_embeddings_of_its_dimension(tmp_path):
+  gin.parse_config_file(TINY_GIN)
+  gin.parse_config(["build_vild_model.distillation = 'shared'"])
+  text = train_toy.toy_text_embeddings()
+  with pytest.raises(ValueError, match="yields no distill_features; set Parser.distill_feature"):
+    trainer_lib.ViLDTrainer(str(tmp_path / "a"), train_toy.toy_dataset_fn(),
+                            text, train_toy.toy_vocabulary(), global_batch_size=2)
+  gin.parse_config([f"build_vild_model.embedding_dim = {2 * train_toy.EMBEDDING_DIM}"])
+  with pytest.raises(ValueError, match=f"have D = {train_toy.EMBEDDING_DIM} .*embedding_dim"
+                                       f" = {2 * train_toy.EMBEDDING_DIM}"):
+    trainer_lib.ViLDTrainer(str(tmp_path / "b"), train_toy.toy_dataset_fn(num_distill_rois=4),
+                            np.concatenate([text, text], axis=1), train_toy.toy_vocabulary(),
+                            global_batch_size=2)
+
+
 def test_bfloat16_mixed_precision_trains(tmp_path):
   """The TPU default policy: variables float32, compute bfloat16, losses float32."""
   gin.parse_config_file(TINY_GIN)

@@ -21,8 +21,9 @@ import tensorflow as tf
 
 from vild.data import input_pipeline
 from vild.data import tf_example
-from vild.distillation_data import detector
 from vild.distillation_data import shard_jobs
+from vild.evaluation import detections as detections_lib
+from vild.inference import checkpoint as checkpoint_lib
 from vild.modeling import vild_model
 
 SETTINGS_NAME = "proposals"
@@ -45,9 +46,8 @@ def select_proposals(boxes: np.ndarray, scores: np.ndarray, image_info: np.ndarr
     in the original image (padding, slivers outside it) are dropped.
   """
   height, width = image_info[0]
-  scale, offset = np.tile(image_info[2], 2), np.tile(image_info[3], 2)
-  boxes = np.clip((np.asarray(boxes, np.float32) + offset) / scale, 0.0,
-                  [height, width, height, width]).astype(np.float32)
+  boxes = detections_lib.original_boxes(np.asarray(boxes, np.float32), image_info)
+  boxes = boxes.astype(np.float32)
   scores = np.asarray(scores, np.float32)
   keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]) & (scores >= min_score)
   boxes, scores = boxes[keep], scores[keep]
@@ -130,16 +130,17 @@ def generate_proposals(file_pattern: str, output_dir: str, model_dir: str,
     file_pattern: glob of the input TFRecord shards (e.g. data/train-*.tfrecord).
     output_dir: output shards, under the input file names.
     model_dir, gin_files, gin_bindings, checkpoint, image_size: the detector
-      (`detector.restore_detector`).
+      (`vild.inference.checkpoint.load_model`).
     num_proposals, nms_iou_threshold, min_score, batch_size: see `ProposalGenerator`.
     shard_index, num_shards: this machine's share (`shard_jobs`).
 
   Returns:
     {'written': [...], 'skipped': [...]} output shard paths.
   """
-  model, image_size, checkpoint = detector.restore_detector(
-      model_dir, gin_files, gin_bindings, checkpoint, image_size)
-  generator = ProposalGenerator(model, image_size, num_proposals, nms_iou_threshold,
+  loaded = checkpoint_lib.load_model(model_dir, image_size, checkpoint, gin_files,
+                                     gin_bindings)
+  image_size, checkpoint = loaded.input_size, loaded.checkpoint_path
+  generator = ProposalGenerator(loaded.model, image_size, num_proposals, nms_iou_threshold,
                                 min_score, batch_size)
   shard_jobs.check_settings(output_dir, SETTINGS_NAME, {
       # The checkpoint's name, not its path: machines may mount the run directory differently.

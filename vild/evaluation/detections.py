@@ -25,7 +25,10 @@ from vild import vocabulary as vocabulary_lib
 
 
 def original_boxes(boxes: np.ndarray, image_info: np.ndarray) -> np.ndarray:
-  """[K, 4] yxyx boxes in the model input -> the original image's pixels, clipped to it."""
+  """[K, 4] yxyx boxes in the model input -> the original image's pixels, clipped to it.
+
+  The NumPy twin of vild.inference.serving.to_original_pixels (which stays in the graph for
+  SavedModel export); image_info is one image's [4, 2] input_pipeline layout."""
   scale = np.tile(image_info[2], 2)
   offset = np.tile(image_info[3], 2)
   height, width = image_info[0]

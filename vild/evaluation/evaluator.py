@@ -12,8 +12,13 @@ and TensorBoard scalars '<iou_type>/<metric>'. Metrics come from the official `l
 Transfer evaluation is just another vocabulary and text-embedding matrix: the model's weights are
 untouched, and class k maps to the new vocabulary's dataset ids.
 
+ViLD-text + CLIP (the paper's slow R-CNN-style ensemble): give `teacher=` (any
+vild.teacher.Teacher, e.g. load_clip_teacher) and every proposal's 1x + 1.5x crops of the model
+input are embedded by it; its class scores are fused with the text branch's as in
+ViLD-ensemble before per-class NMS (ViLDModel.detect_with_teacher).
+
 `rescore_fn(images, labels, outputs) -> outputs` runs inside the compiled predict step after the
-model; it is the hook for score ensembles such as ViLD-text + CLIP.
+model: a hook for other score changes on the final detections.
 """
 import collections
 import json
@@ -22,13 +27,19 @@ from typing import Callable, Dict, Optional, Sequence
 
 from absl import logging
 import gin
+import numpy as np
 import tensorflow as tf
 
+from official.vision.ops import preprocess_ops
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
 from vild.evaluation import coco_metrics
 from vild.evaluation import detections as detections_lib
 from vild.evaluation import lvis_metrics
+from vild.inference import checkpoint as checkpoint_lib
+from vild.inference import teacher_adapters
+from vild.modeling import text_classifier
+from vild.teacher import crops
 from vild.training import train_step
 from vild.utils import io
 from vild.utils import progress as progress_lib
@@ -39,7 +50,7 @@ OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_
 RescoreFn = Callable[[tf.Tensor, Dict, Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
 
-@gin.configurable(denylist=["model", "vocabulary", "text_embeddings", "rescore_fn"])
+@gin.configurable(denylist=["model", "vocabulary", "text_embeddings", "rescore_fn", "teacher"])
 class Evaluator:
   """Evaluates a model on one vocabulary with the LVIS or COCO API.
 
@@ -53,12 +64,16 @@ class Evaluator:
     iou_types: 'bbox' and/or 'segm' ('segm' is dropped for a model without a mask head).
     rescore_fn: optional score hook (see the module docstring).
     log_every: batches between progress lines.
+    teacher: evaluate as ViLD-text + CLIP with this teacher (see the module docstring); its
+      embedding size must be the model's.
+    teacher_batch_size: crops per teacher call.
   """
 
   def __init__(self, model, vocabulary: vocabulary_lib.Vocabulary, text_embeddings,
                metric: str = "lvis", annotation_file: Optional[str] = None,
                iou_types: Sequence[str] = ("bbox", "segm"),
-               rescore_fn: Optional[RescoreFn] = None, log_every: int = 50):
+               rescore_fn: Optional[RescoreFn] = None, log_every: int = 50,
+               teacher=None, teacher_batch_size: int = 64):
     if metric not in METRIC_TYPES:
       raise ValueError(f"Evaluator.metric: {metric!r} is not one of {METRIC_TYPES}.")
     if metric == "lvis" and annotation_file is None and not all(vocabulary.frequencies):
@@ -81,6 +96,13 @@ class Evaluator:
     self._iou_types = tuple(iou_types)
     self._rescore_fn = rescore_fn
     self._log_every = log_every
+    self._region_embedder = None
+    if teacher is not None:
+      if not isinstance(model.classifier, text_classifier.TextEmbeddingClassifier):
+        raise ValueError("Evaluator(teacher=...): ViLD-text + CLIP fuses the teacher with a "
+                         "text-embedding classifier; this model learns its class weights.")
+      teacher_adapters.check_embedding_dim(teacher, model.embedding_dim)
+      self._region_embedder = crops.RegionEmbedder(teacher, batch_size=teacher_batch_size)
 
   @tf.function
   def _predict(self, images, labels) -> Dict[str, tf.Tensor]:
@@ -90,8 +112,28 @@ class Evaluator:
     if self._rescore_fn is not None:
       outputs = self._rescore_fn(images, labels, outputs)
     # float32 for the numpy post-processing, whatever the compute precision.
-    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v
-            for k, v in outputs.items() if k in OUTPUT_KEYS}
+    return _evaluated(outputs)
+
+  @tf.function
+  def _propose(self, images, labels):
+    return self.model.propose(images, labels["image_info"][:, 1, :],
+                              labels.get("anchor_boxes"), training=False)
+
+  @tf.function
+  def _detect_with_teacher(self, features, proposals, labels, teacher_embeddings):
+    return _evaluated(self.model.detect_with_teacher(
+        features, proposals, labels["image_info"][:, 1, :], teacher_embeddings,
+        self._text_embeddings, self._base_mask))
+
+  def _predict_with_teacher(self, images, labels) -> Dict[str, tf.Tensor]:
+    """ViLD-text + CLIP: first stage, the teacher on every proposal's crops, second stage."""
+    features, first_stage = self._propose(images, labels)
+    proposals = first_stage["proposals"]
+    pixels = unnormalized_images(images)
+    teacher_embeddings = np.stack(list(self._region_embedder.embed_many(
+        zip(pixels, proposals.numpy()))))
+    return self._detect_with_teacher(features, proposals, labels,
+                                     tf.constant(teacher_embeddings))
 
   def predict(self, dataset: tf.data.Dataset):
     """(detections in the results format, ground-truth arrays by key) over the dataset."""
@@ -99,7 +141,8 @@ class Evaluator:
     cardinality = int(dataset.cardinality())
     progress = progress_lib.Progress(cardinality if cardinality > 0 else None)
     for batch, (images, labels) in enumerate(dataset, start=1):
-      outputs = {k: v.numpy() for k, v in self._predict(images, labels).items()}
+      predict = self._predict if self._region_embedder is None else self._predict_with_teacher
+      outputs = {k: v.numpy() for k, v in predict(images, labels).items()}
       gt = {k: v.numpy() for k, v in labels["groundtruths"].items()}
       results.extend(detections_lib.detections_to_results(
           outputs, labels["image_info"].numpy(), gt["source_id"], self.vocabulary))
@@ -148,6 +191,18 @@ class Evaluator:
     return self._groundtruth_api
 
 
+def _evaluated(outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """The outputs evaluation needs, floats as float32 whatever the compute precision."""
+  return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v
+          for k, v in outputs.items() if k in OUTPUT_KEYS}
+
+
+def unnormalized_images(images: tf.Tensor) -> np.ndarray:
+  """[B, H, W, 3] model inputs (official.vision normalisation) -> uint8 RGB pixels."""
+  pixels = (tf.cast(images, tf.float32) * preprocess_ops.STDDEV_RGB + preprocess_ops.MEAN_RGB)
+  return tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8).numpy()
+
+
 def write_outputs(output_dir: str, step: int, results, metrics: Dict[str, float]) -> None:
   """detections_<step>.json, metrics_<step>.json (both atomic) and TensorBoard scalars."""
   tf.io.gfile.makedirs(output_dir)
@@ -173,12 +228,6 @@ def checkpoint_step(path: str) -> int:
     raise ValueError(f"{path}: not a checkpoint named <prefix>-<step>.") from e
 
 
-def restore_weights(model, path: str) -> None:
-  """Loads a trainer checkpoint's model weights (optimizer and data state are ignored)."""
-  status = tf.train.Checkpoint(model=model).read(path)
-  status.expect_partial().assert_existing_objects_matched()
-
-
 def evaluate_checkpoints(model, evaluator: Evaluator,
                          dataset_fn: Callable[[], tf.data.Dataset], model_dir: str,
                          output_dir: str, timeout: Optional[float] = None,
@@ -195,7 +244,7 @@ def evaluate_checkpoints(model, evaluator: Evaluator,
     if tf.io.gfile.exists(metrics_path(output_dir, step)):
       logging.info("Step %d already evaluated in %s.", step, output_dir)
     else:
-      restore_weights(model, path)
+      checkpoint_lib.restore_weights(model, path)
       evaluated[step] = evaluator.evaluate(dataset_fn(), output_dir, step)
     if last_step is not None and step >= last_step:
       break

@@ -19,6 +19,8 @@ import tensorflow as tf
 from vild import text_embeddings as text_embeddings_lib
 from vild.data import input_pipeline
 from vild.evaluation import evaluator as evaluator_lib
+from vild.inference import checkpoint as checkpoint_lib
+from vild.inference import teacher_adapters
 from vild.modeling import factory
 from vild.training import experiment as training_experiment
 
@@ -35,7 +37,7 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
              eval_file_pattern: str = gin.REQUIRED, annotation_file: Optional[str] = None,
              metric: str = "lvis", text_embeddings_path: Optional[str] = None,
              eval_batch_size: int = 8, iou_types: Sequence[str] = ("bbox", "segm"),
-             timeout: Optional[float] = None) -> Dict[int, Dict[str, float]]:
+             timeout: Optional[float] = None, clip_checkpoint_dir: Optional[str] = None) -> Dict[int, Dict[str, float]]:
   """Evaluates checkpoints of `model_dir`; returns {step: metrics}.
 
   Args:
@@ -53,6 +55,9 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
     eval_batch_size: images per batch.
     iou_types: 'bbox' and/or 'segm'.
     timeout: for 'watch'.
+    clip_checkpoint_dir: a CLIP checkpoint directory (vild.teacher): evaluate as ViLD-text +
+      CLIP, the teacher's scores of every proposal's crops fused with the text branch's
+      (slow: R-CNN style). Use the teacher the text embeddings came from.
   """
   output_dir = output_dir or os.path.join(model_dir, "eval")
   if text_embeddings_path:
@@ -70,8 +75,10 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
 
   image_size = tuple(dataset_fn().element_spec[0].shape[1:3])
   model = factory.build_vild_model(image_size=image_size)
+  teacher = clip_checkpoint_dir and teacher_adapters.load_teacher(clip_checkpoint_dir)
   evaluator = evaluator_lib.Evaluator(model, vocabulary, matrix, metric=metric,
-                                      annotation_file=annotation_file, iou_types=iou_types)
+                                      annotation_file=annotation_file, iou_types=iou_types,
+                                      teacher=teacher or None)
   if checkpoint == "watch":
     return evaluator_lib.evaluate_checkpoints(model, evaluator, dataset_fn, model_dir,
                                               output_dir, timeout=timeout,
@@ -81,5 +88,5 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
     if checkpoint is None:
       raise ValueError(f"{model_dir}: no checkpoint to evaluate.")
   step = evaluator_lib.checkpoint_step(checkpoint)
-  evaluator_lib.restore_weights(model, checkpoint)
+  checkpoint_lib.restore_weights(model, checkpoint)
   return {step: evaluator.evaluate(dataset_fn(), output_dir, step)}

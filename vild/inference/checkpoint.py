@@ -1,8 +1,8 @@
 """Loading a trained ViLD from a model directory written by the trainer.
 
 The contract (the trainer writes it, inference reads it):
-  <model_dir>/config.gin   the operative gin config; it builds the model with
-                           vild.modeling.factory.build_vild_model
+  <model_dir>/config.gin   the run's full gin config (vild.training.trainer writes it); it
+                           builds the model with vild.modeling.factory.build_vild_model
   <model_dir>/ckpt-N.*     TF checkpoints of tf.train.Checkpoint(model=model, ...), found with
                            tf.train.latest_checkpoint(model_dir)
 Text embeddings are never in a checkpoint (they are data); the caller sets or passes them.
@@ -14,12 +14,14 @@ from typing import Optional, Sequence, Tuple
 from absl import logging
 import gin
 import tensorflow as tf
+import tf_keras
 
 from vild.inference import serving
 from vild.modeling import factory
 from vild.modeling import vild_model
+from vild.training import trainer
 
-CONFIG_NAME = "config.gin"
+CONFIG_NAME = trainer.CONFIG_NAME
 DEFAULT_INPUT_SIZE = (1024, 1024)  # the paper's training and test size
 
 
@@ -35,7 +37,8 @@ class LoadedModel:
 
 
 def load_model(model_dir: str, input_size: Optional[Sequence[int]] = None,
-               checkpoint_path: Optional[str] = None) -> LoadedModel:
+               checkpoint_path: Optional[str] = None, gin_files: Sequence[str] = (),
+               gin_bindings: Sequence[str] = ()) -> LoadedModel:
   """Builds the model from `<model_dir>/config.gin` and restores its latest checkpoint.
 
   Args:
@@ -44,26 +47,25 @@ def load_model(model_dir: str, input_size: Optional[Sequence[int]] = None,
       `Parser.output_size` if bound, else the paper's 1024x1024. Must be a multiple of the
       anchors' stride.
     checkpoint_path: a specific checkpoint prefix; default the latest in `model_dir`.
+    gin_files: the experiment's own gin files, parsed instead of `<model_dir>/config.gin`.
+    gin_bindings: more bindings, parsed after the config (e.g. a larger
+      'build_roi_generator.test_num_proposals').
 
   The config is parsed into gin's global configuration (as the trainer does).
 
   Raises:
     ModelDirError: naming the directory and what is missing or mismatched.
   """
-  config_path = os.path.join(model_dir, CONFIG_NAME)
-  if not os.path.isdir(model_dir):
+  if not tf.io.gfile.isdir(model_dir):
     raise ModelDirError(f"{model_dir}: no such model directory; give the trainer's model_dir.")
-  if not os.path.exists(config_path):
-    raise ModelDirError(f"{config_path}: missing; a model directory needs the config.gin the "
-                        "trainer writes beside its checkpoints.")
-  checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(model_dir)
-  if checkpoint_path is None:
-    raise ModelDirError(f"{model_dir}: no TF checkpoint found (no 'checkpoint' index file); "
-                        "train the model first or pass checkpoint_path=.")
+  config_paths = list(gin_files) or [os.path.join(model_dir, CONFIG_NAME)]
+  for path in config_paths:
+    _parse_config_file(path)
+  checkpoint_path = _checkpoint(model_dir, checkpoint_path)
   try:
-    gin.parse_config_file(config_path)
+    gin.parse_config(list(gin_bindings))
   except (ValueError, ImportError) as e:
-    raise ModelDirError(f"{config_path}: cannot be parsed ({e}).") from e
+    raise ModelDirError(f"gin bindings {list(gin_bindings)}: cannot be parsed ({e}).") from e
   input_size = tuple(int(s) for s in (input_size or configured_input_size()))
   model = factory.build_vild_model()
   try:
@@ -71,17 +73,45 @@ def load_model(model_dir: str, input_size: Optional[Sequence[int]] = None,
   except ValueError as e:
     raise ModelDirError(f"{model_dir}: {e}") from e
   factory.build_variables(model, input_size)
-  try:
-    status = tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial()
-    status.assert_existing_objects_matched()
-  except (AssertionError, ValueError) as e:
-    raise ModelDirError(
-        f"{checkpoint_path}: the checkpoint does not match the model built from "
-        f"{config_path} ({str(e)[:300]}); the config and checkpoint must come from one run."
-    ) from e
+  restore_weights(model, checkpoint_path, config=", ".join(config_paths))
   logging.info("Restored %s (%s distillation, embedding dim %d, input %s).", checkpoint_path,
                model.distillation, model.embedding_dim, input_size)
   return LoadedModel(model=model, input_size=input_size, checkpoint_path=checkpoint_path)
+
+
+def restore_weights(model: tf_keras.Model, checkpoint_path: str,
+                    config: str = "its gin config") -> None:
+  """Loads a trainer checkpoint's model weights into a built model (optimizer, data state and
+  anything else in the checkpoint are ignored); every model variable must be in it."""
+  try:
+    status = tf.train.Checkpoint(model=model).read(checkpoint_path).expect_partial()
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.NotFoundError) as e:
+    raise ModelDirError(
+        f"{checkpoint_path}: the checkpoint does not match the model built from {config} "
+        f"({str(e)[:300]}); the config and checkpoint must come from one run.") from e
+
+
+def _checkpoint(model_dir: str, checkpoint_path: Optional[str]) -> str:
+  if checkpoint_path is None:
+    checkpoint_path = tf.train.latest_checkpoint(model_dir)
+    if checkpoint_path is None:
+      raise ModelDirError(f"{model_dir}: no TF checkpoint found (no 'checkpoint' index file); "
+                          "train the model first (scripts/train.py) or pass a checkpoint.")
+  elif not tf.io.gfile.exists(checkpoint_path + ".index"):
+    raise ModelDirError(f"{checkpoint_path}: no such checkpoint (expected "
+                        f"{checkpoint_path}.index); give a prefix such as model_dir/ckpt-1000.")
+  return checkpoint_path
+
+
+def _parse_config_file(path: str) -> None:
+  if not tf.io.gfile.exists(path):
+    raise ModelDirError(f"{path}: missing; a model directory needs the config.gin the trainer "
+                        "writes beside its checkpoints (or pass the experiment's gin files).")
+  try:
+    gin.parse_config_file(path)
+  except (ValueError, ImportError) as e:
+    raise ModelDirError(f"{path}: cannot be parsed ({e}).") from e
 
 
 def configured_input_size() -> Tuple[int, int]:

@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from official.vision.ops import box_ops
-from official.vision.ops import preprocess_ops
 from vild import anchors as anchors_lib
 from vild import text_embeddings as text_embeddings_lib
+from vild.data import input_pipeline
 from vild.inference import spec as spec_lib
 from vild.modeling import detection_generator as detection_generator_lib
 from vild.modeling import text_classifier as text_classifier_lib
@@ -121,11 +121,9 @@ class ServingModule(tf.Module):
 
   # ------------------------------------------------------------------------------------------
   def _preprocess_one(self, image: tf.Tensor):
-    """uint8 [H, W, 3] -> (normalised [h, w, 3] model input, image_info [4, 2])."""
-    image = preprocess_ops.normalize_image(image)
-    return preprocess_ops.resize_and_crop_image(
-        image, self._input_size, padded_size=self._input_size, aug_scale_min=1.0,
-        aug_scale_max=1.0)
+    """uint8 [H, W, 3] -> (normalised [h, w, 3] model input, image_info [4, 2]), exactly as
+    evaluation and offline proposals prepare an image."""
+    return input_pipeline.eval_image(image, self._input_size)
 
   def _preprocess_images(self, images):
     signature = (tf.TensorSpec([*self._input_size, 3], tf.float32),

@@ -295,9 +295,33 @@ class ViLDModel(tf_keras.Model):
     region = {k: v[:, :num_rois] for k, v in both.items()}
     return region, both["embeddings"][:, num_rois:]
 
+  def detect_with_teacher(self, features: Mapping[str, tf.Tensor], proposals: tf.Tensor,
+                          image_shape: tf.Tensor, teacher_embeddings: tf.Tensor,
+                          text_embeddings: Optional[tf.Tensor] = None,
+                          base_mask: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+    """ViLD-text + CLIP (the paper's R-CNN-style ensemble): the second stage on `propose`'s
+    output, with the text branch's class scores fused as in ViLD-ensemble (same lambda, same
+    base/novel mask) with a teacher's scores of the same proposals' crops.
+
+    Args:
+      features, proposals: from `propose` ([B, P, 4] pixel yxyx in the model input).
+      image_shape: [B, 2] real content size.
+      teacher_embeddings: [B, P, D] unit teacher embeddings of the proposals (e.g.
+        vild.teacher.crops.RegionEmbedder: 1x + 1.5x crops); zero rows for padding.
+      text_embeddings, base_mask: as in `call`.
+
+    Returns:
+      The inference outputs of `call`, plus detection_teacher_embeddings [B, K, D].
+    """
+    outputs = {"proposals": proposals}
+    outputs.update(self._inference_outputs(features, proposals, image_shape, text_embeddings,
+                                           base_mask, use_ensemble=False,
+                                           teacher_embeddings=teacher_embeddings))
+    return outputs
+
   # ------------------------------------------------------------------------------------------
   def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask,
-                         use_ensemble):
+                         use_ensemble, teacher_embeddings=None):
     region = self.region_tower(self.roi_aligner(features, rois), training=False)
     text_logits = self.classifier(region["embeddings"], text_embeddings)
     box_outputs = self.box_predictor(region["features"])
@@ -305,10 +329,16 @@ class ViLDModel(tf_keras.Model):
     if self.uses_ensemble:
       per_roi["image_embeddings"] = self.distill_tower(self.roi_aligner(features, rois),
                                                        training=False)["embeddings"]
-    if use_ensemble:
+    # The image branch fused with the text branch: the teacher's own embeddings when given
+    # (ViLD-text + CLIP), else ViLD-ensemble's distilled tower.
+    image_embeddings = per_roi.get("image_embeddings") if use_ensemble else None
+    if teacher_embeddings is not None:
+      image_embeddings = per_roi["teacher_embeddings"] = tf.cast(teacher_embeddings,
+                                                                 text_logits.dtype)
+    if image_embeddings is not None:
       text_matrix = self.classifier.resolve_text_embeddings(text_embeddings)
       image_logits = text_classifier_lib.cosine_logits(
-          per_roi["image_embeddings"], text_matrix, self.classifier.temperature)
+          image_embeddings, text_matrix, self.classifier.temperature)
       class_scores = ensemble.fuse_scores(text_logits, image_logits,
                                           self._resolve_base_mask(base_mask),
                                           self._ensemble_lambda)

@@ -146,7 +146,7 @@ class ViLDTrainer:
     num_hosts = 1 if self._host_input else strategy_lib.num_input_hosts(self._strategy)
     context = tf.distribute.InputContext(num_hosts, 0, num_replicas)
     dataset = dataset_fn(context)
-    images_spec = dataset.element_spec[0]
+    images_spec, self._labels_spec = dataset.element_spec[:2]
     per_replica = global_batch_size // num_replicas
     if images_spec.shape[0] != per_replica:
       raise ValueError(
@@ -158,6 +158,22 @@ class ViLDTrainer:
       return dataset, tuple(images_spec.shape[1:3])
     return (self._strategy.distribute_datasets_from_function(dataset_fn),
             tuple(images_spec.shape[1:3]))
+
+  def _check_distillation_labels(self):
+    """A distilling model needs records with teacher embeddings of its own dimension."""
+    if self.model.distillation == "none":
+      return
+    features = self._labels_spec.get("distill_features")
+    if features is None:
+      raise ValueError(
+          f"The model distills (build_vild_model.distillation = '{self.model.distillation}') "
+          "but the input pipeline yields no distill_features; set Parser.distill_feature_dim "
+          "and train on records with region embeddings (scripts/compute_region_embeddings.py).")
+    if features.shape[-1] != self.model.embedding_dim:
+      raise ValueError(
+          f"The records' region embeddings have D = {features.shape[-1]} "
+          f"(Parser.distill_feature_dim) but build_vild_model.embedding_dim = "
+          f"{self.model.embedding_dim}; both must be the teacher's embedding size.")
 
   def _set_vocabulary(self, text_embeddings, vocabulary, mask_novel_logits):
     matrix = text_embeddings_lib.validate(text_embeddings, vocabulary.source,
@@ -174,6 +190,7 @@ class ViLDTrainer:
     factory.build_variables(self.model, image_size)
     text_embeddings_lib.validate(self._text_embeddings.numpy(), "training text embeddings",
                                  embedding_dim=self.model.embedding_dim)
+    self._check_distillation_labels()
     num_classes = int(self._text_embeddings.shape[0])
     if isinstance(self.model.classifier, learned_classifier.LearnedClassifier) and (
         self.model.classifier.num_classes != num_classes):
