@@ -6,7 +6,7 @@ STAMP := $(VENV)/.vild-installed
 OPENCV := $(shell sed -n 's/^OPENCV = "\(.*\)"/\1/p' setup.py)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# Regenerates BENCHMARKS.md (sized for under 20 minutes on 2 cores; docs/benchmarks.md).
+bench: install
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info
