@@ -70,6 +70,17 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
+  """This process's own peak resident set: /proc's VmHWM where there is one.
+
+  Not getrusage's ru_maxrss: Linux carries it across fork + exec, so a worker spawned by a large
+  process (a test session holding models) would report at least its parent's size."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024  # kB
+  except OSError:
+    pass
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
