@@ -25,7 +25,7 @@ def test_same_seed_same_world_other_seed_other_world(tmp_path):
   synthetic.generate(b, synthetic.WorldSpec(seed=5, **SMALL))
   synthetic.generate(c, synthetic.WorldSpec(seed=6, **SMALL))
   files = _files(a)
-  assert files == _files(b) and len(files) == 6 + 4 + 5  # images + 3 JSONs + crops + world
+  assert files == _files(b) and len(files) == 6 + 4 + 6  # images + 4 JSONs + crops + world
   match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
   assert not mismatch and not errors
   assert not filecmp.cmp(os.path.join(a, "train.json"), os.path.join(c, "train.json"),
@@ -53,8 +53,16 @@ def test_train_is_base_only_val_is_complete_and_the_converter_reads_both(tmp_pat
     train = json.load(f)
   with open(os.path.join(out, "val.json")) as f:
     val = json.load(f)
+  with open(os.path.join(out, "train_full.json")) as f:
+    train_full = json.load(f)
   novel_ids = {c["id"] for c in train["categories"] if c["frequency"] == "r"}
   assert not [a for a in train["annotations"] if a["category_id"] in novel_ids]
+  # The oracle's annotations: the same scenes, novel objects annotated too.
+  assert [a["bbox"] for a in train["annotations"]] == [
+      a["bbox"] for a in train_full["annotations"] if a["category_id"] not in novel_ids]
+  assert [a for a in train_full["annotations"] if a["category_id"] in novel_ids]
+  assert [i["file_name"] for i in train["images"]] == [i["file_name"] for i in train_full["images"]]
+  assert all(set(i["neg_category_ids"]).isdisjoint(novel_ids) for i in train["images"])
   assert [a for a in val["annotations"] if a["category_id"] in novel_ids]
   for ann in val["annotations"]:  # RLE masks agree with boxes and areas
     mask = conversion.segmentation_to_mask(ann["segmentation"], 64, 64)

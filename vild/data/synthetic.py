@@ -10,6 +10,8 @@ categories are tagged rare ('r'), base ones frequent or common ('f'/'c'), as in 
 
   train.json, images/train/*.png  scenes of several objects with occlusion and varied sizes;
                                   ONLY base categories are annotated, novel objects still appear
+  train_full.json                 the same training scenes with every object annotated: the
+                                  data of the supervised base+novel baseline (the "oracle")
   val.json, images/val/*.png      the same kind of scenes, every object annotated
   crops.npy [N, S, S, 3] uint8, captions.json
                                   single-object crops of ALL categories with captions (varied
@@ -277,30 +279,39 @@ def _annotation(ann_id: int, image_id: int, category: dict, mask: np.ndarray) ->
 
 
 def write_split(output_dir: str, split: str, num_images: int, spec: WorldSpec,
-                categories: Sequence[dict], annotate_novel: bool,
-                rng: np.random.Generator) -> dict:
-  """Renders `num_images` scenes to images/<split>/ and returns the LVIS dict."""
+                categories: Sequence[dict], rng: np.random.Generator) -> dict:
+  """Renders `num_images` scenes to images/<split>/ and returns the LVIS dict, every object
+  annotated (`base_only` derives the training annotations)."""
   image_dir = os.path.join(output_dir, "images", split)
   os.makedirs(image_dir, exist_ok=True)
   images, annotations = [], []
   all_ids = {c["id"] for c in categories}
-  base_ids = {c["id"] for c in categories if c["frequency"] != "r"}
   for image_id in range(1, num_images + 1):
     image, objects = render_scene(rng, spec, categories)
     file_name = f"{split}/{image_id:06d}.png"
     with io.atomic_path(os.path.join(output_dir, "images", file_name)) as tmp:
       Image.fromarray(image).save(tmp, format="PNG")
-    annotatable = all_ids if annotate_novel else base_ids
     present = {c["id"] for c, _ in objects}
     for category, mask in objects:
-      if category["id"] in annotatable:
-        annotations.append(_annotation(len(annotations) + 1, image_id, category, mask))
+      annotations.append(_annotation(len(annotations) + 1, image_id, category, mask))
     images.append({"id": image_id, "file_name": file_name, "height": spec.image_size,
                    "width": spec.image_size, "not_exhaustive_category_ids": [],
-                   "neg_category_ids": sorted(annotatable - present)})
+                   "neg_category_ids": sorted(all_ids - present)})
   return {"info": {"description": f"vild synthetic world, {split} split", "format": FORMAT},
           "images": images, "annotations": annotations,
           "categories": _with_counts(categories, annotations)}
+
+
+def base_only(split: dict) -> dict:
+  """The split with novel ('r') annotations dropped, as LVIS training data of base categories:
+  negatives only among base categories, annotation ids renumbered, counts recomputed."""
+  base_ids = {c["id"] for c in split["categories"] if c["frequency"] != "r"}
+  annotations = [dict(a, id=i) for i, a in enumerate(
+      (a for a in split["annotations"] if a["category_id"] in base_ids), start=1)]
+  images = [dict(image, neg_category_ids=[c for c in image["neg_category_ids"] if c in base_ids])
+            for image in split["images"]]
+  return dict(split, images=images, annotations=annotations,
+              categories=_with_counts(split["categories"], annotations))
 
 
 def _with_counts(categories: Sequence[dict], annotations: Sequence[dict]) -> List[dict]:
@@ -335,11 +346,13 @@ def generate(output_dir: str, spec: WorldSpec = WorldSpec()) -> dict:
   train_rng, val_rng, crop_rng = (np.random.default_rng([spec.seed, i]) for i in (2, 3, 4))
   logging.info("Synthetic world: %d categories (%d novel) -> %s", len(categories),
                spec.num_novel, output_dir)
-  train = write_split(output_dir, "train", spec.num_train_images, spec, categories, False,
-                      train_rng)
-  val = write_split(output_dir, "val", spec.num_val_images, spec, categories, True, val_rng)
+  train_full = write_split(output_dir, "train", spec.num_train_images, spec, categories,
+                           train_rng)
+  train = base_only(train_full)
+  val = write_split(output_dir, "val", spec.num_val_images, spec, categories, val_rng)
   captions = write_crops(output_dir, spec, categories, crop_rng)
-  for name, data in (("train.json", train), ("val.json", val), ("captions.json", captions)):
+  for name, data in (("train.json", train), ("train_full.json", train_full), ("val.json", val),
+                     ("captions.json", captions)):
     io.write_text_atomic(os.path.join(output_dir, name), json.dumps(data) + "\n")
   world = {
       "format": FORMAT,
