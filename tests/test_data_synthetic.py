@@ -90,8 +90,12 @@ def test_captioned_crops_cover_all_categories(tmp_path):
   crops, items = synthetic.load_captions(out)
   assert crops.shape == (90, 24, 24, 3) and crops.dtype == np.uint8
   categories = {c["id"]: c for c in synthetic.make_categories(synthetic.WorldSpec(seed=2))}
-  assert {i["category_id"] for i in items} == set(categories)  # novel ones too
-  for item in items:
+  background = [i for i in items if i["category_id"] == synthetic.BACKGROUND_CATEGORY_ID]
+  assert len(background) == 9  # background_crop_fraction 0.1 of 90
+  assert {i["caption"] for i in background} <= set(synthetic.BACKGROUND_CAPTIONS)
+  objects = [i for i in items if i["category_id"] != synthetic.BACKGROUND_CATEGORY_ID]
+  assert {i["category_id"] for i in objects} == set(categories)  # novel ones too
+  for item in objects:
     colour, shape = categories[item["category_id"]]["name"].split(" ")
     assert colour in item["caption"]
   assert len({i["caption"] for i in items}) > 40  # varied templates and synonyms

@@ -15,8 +15,8 @@ categories are tagged rare ('r'), base ones frequent or common ('f'/'c'), as in 
   val.json, images/val/*.png      the same kind of scenes, every object annotated
   crops.npy [N, S, S, 3] uint8, captions.json
                                   single-object crops of ALL categories with captions (varied
-                                  templates and synonyms): the "web image-text pairs" a
-                                  CLIP-like teacher learns from
+                                  templates and synonyms), and some background crops: the
+                                  "web image-text pairs" a CLIP-like teacher learns from
   world.json                      the spec and a summary
 
 Annotations carry RLE masks of the visible part of each object, boxes, areas and iscrowd=0.
@@ -62,6 +62,13 @@ CAPTION_TEMPLATES = (
     "a large {name}.", "this is {a} {name}.", "a {shape} that is {colour}.",
     "{a} {colour} coloured {shape}.",
 )
+# Crops with no object in the middle: what a detector's background proposals look like.
+BACKGROUND_CAPTIONS = (
+    "a grey background.", "an empty grey background.", "a plain background.",
+    "nothing but background.", "an empty patch of the scene.", "a blank grey surface.",
+    "the background of the scene.", "there is nothing in the image.",
+)
+BACKGROUND_CATEGORY_ID = 0  # category_id of the background crops in captions.json
 
 
 @gin.configurable
@@ -80,6 +87,9 @@ class WorldSpec:
     max_occlusion: an object may lose at most this fraction of its area to later objects.
     num_train_images, num_val_images, num_crops: counts.
     crop_size: side of the captioned crops.
+    background_crop_fraction: fraction of the crops with no object in the middle (at most a
+      fragment of one at an edge), captioned as background. Web image-text data shows
+      empty scenes too; a teacher that never saw one embeds every crop as some object.
     seed: everything is a function of it.
   """
   colours: Tuple[str, ...] = tuple(COLOURS)
@@ -95,6 +105,7 @@ class WorldSpec:
   num_val_images: int = 100
   num_crops: int = 4000
   crop_size: int = 32
+  background_crop_fraction: float = 0.1
   seed: int = 0
 
   def __post_init__(self):
@@ -245,18 +256,34 @@ def render_crop(rng: np.random.Generator, spec: WorldSpec, category: dict,
   size = spec.crop_size
   image = background(rng, size)
   if rng.random() < 0.3:
-    other = distractors[rng.integers(len(distractors))]
-    side = rng.uniform(0.5, 0.8) * size
-    edge = rng.choice([-0.1, 1.1], size=2) * size
-    centre = tuple(edge + rng.uniform(-0.1, 0.1, 2) * size)
-    mask = draw_shape_mask(other["shape"], size, centre, side, rng.uniform(-0.35, 0.35), 1.0)
-    image[mask] = _object_colour(rng, other["colour"])
+    _draw_edge_fragment(rng, image, distractors)
   side = rng.uniform(0.55, 0.95) * size
   centre = tuple(size / 2 + rng.uniform(-0.1, 0.1, 2) * size)
   mask = draw_shape_mask(category["shape"], size, centre, side, rng.uniform(-0.35, 0.35),
                          rng.uniform(0.85, 1.15))
   image[mask] = _object_colour(rng, category["colour"])
   return _finish(rng, image)
+
+
+def render_background_crop(rng: np.random.Generator, spec: WorldSpec,
+                           distractors: Sequence[dict]) -> np.ndarray:
+  """[S, S, 3] uint8: background, half the time with part of an object at an edge."""
+  image = background(rng, spec.crop_size)
+  if rng.random() < 0.5:
+    _draw_edge_fragment(rng, image, distractors)
+  return _finish(rng, image)
+
+
+def _draw_edge_fragment(rng: np.random.Generator, image: np.ndarray,
+                        distractors: Sequence[dict]) -> None:
+  """Draws, in place, part of a random object centred just outside a corner of the crop."""
+  size = image.shape[0]
+  other = distractors[rng.integers(len(distractors))]
+  side = rng.uniform(0.5, 0.8) * size
+  edge = rng.choice([-0.1, 1.1], size=2) * size
+  centre = tuple(edge + rng.uniform(-0.1, 0.1, 2) * size)
+  mask = draw_shape_mask(other["shape"], size, centre, side, rng.uniform(-0.35, 0.35), 1.0)
+  image[mask] = _object_colour(rng, other["colour"])
 
 
 def caption(rng: np.random.Generator, category: dict) -> str:
@@ -326,13 +353,23 @@ def _with_counts(categories: Sequence[dict], annotations: Sequence[dict]) -> Lis
 
 def write_crops(output_dir: str, spec: WorldSpec, categories: Sequence[dict],
                 rng: np.random.Generator) -> dict:
-  """Captioned single-object crops of all categories, balanced over categories."""
-  order = np.resize(np.arange(len(categories)), spec.num_crops)
+  """Captioned crops: single objects of all categories, balanced over categories, and
+  `background_crop_fraction` background crops (category_id BACKGROUND_CATEGORY_ID)."""
+  num_background = round(spec.background_crop_fraction * spec.num_crops)
+  order = np.resize(np.arange(len(categories)), spec.num_crops - num_background)
+  order = np.concatenate([order, np.full([num_background], -1)])  # -1: background
   rng.shuffle(order)
-  crops = np.stack([render_crop(rng, spec, categories[k], categories) for k in order]) \
-      if spec.num_crops else np.zeros([0, spec.crop_size, spec.crop_size, 3], np.uint8)
-  items = [{"index": i, "category_id": categories[k]["id"], "caption": caption(rng, categories[k])}
-           for i, k in enumerate(order)]
+  crops, items = [np.zeros([0, spec.crop_size, spec.crop_size, 3], np.uint8)], []
+  for i, k in enumerate(order):
+    if k < 0:
+      crops.append(render_background_crop(rng, spec, categories)[np.newaxis])
+      items.append({"index": i, "category_id": BACKGROUND_CATEGORY_ID,
+                    "caption": BACKGROUND_CAPTIONS[rng.integers(len(BACKGROUND_CAPTIONS))]})
+    else:
+      crops.append(render_crop(rng, spec, categories[k], categories)[np.newaxis])
+      items.append({"index": i, "category_id": categories[k]["id"],
+                    "caption": caption(rng, categories[k])})
+  crops = np.concatenate(crops)
   with io.atomic_path(os.path.join(output_dir, "crops.npy")) as tmp:
     with open(tmp, "wb") as f:
       np.save(f, crops)
@@ -368,7 +405,8 @@ def generate(output_dir: str, spec: WorldSpec = WorldSpec()) -> dict:
 
 
 def load_captions(output_dir: str) -> Tuple[np.ndarray, List[dict]]:
-  """(crops [N, S, S, 3] uint8, items [{index, category_id, caption}]) of a generated world."""
+  """(crops [N, S, S, 3] uint8, items [{index, category_id, caption}]) of a generated world;
+  background crops have category_id BACKGROUND_CATEGORY_ID (0)."""
   path = os.path.join(output_dir, "captions.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no captions; make the world with "
