@@ -65,7 +65,8 @@ def test_short_pretraining_lowers_the_loss_and_saves_a_loadable_teacher(tmp_path
     gin.bind_parameter(f"teacher_config.{key}", value)
   report = pretraining.pretrain_teacher(world, out, spec)
   assert report["loss_last"] < report["loss_first"]
-  assert report["num_held_out_crops"] == 30
+  assert report["num_held_out_crops"] == 31  # 30 categories and background
+  assert set(report["max_class_cosine"]) == {"objects", "background"}
   accuracy = report["zero_shot_accuracy"]
   assert set(accuracy) == {"all", "base", "novel", "chance"} and accuracy["chance"] == 1 / 30
   with open(os.path.join(out, pretraining.REPORT_FILE)) as f:
