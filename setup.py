@@ -7,6 +7,7 @@ The pins are a set measured to install and import together on Python 3.11 (see R
 import setuptools
 
 OPENCV = "5.0.0.93"
+BEAM = "apache-beam[tfrecord]==2.77.0"  # [tfrecord]: the crcmod its TFRecord reader needs
 
 INSTALL_REQUIRES = [
     "tensorflow==2.20.0",
@@ -41,5 +42,10 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["vild", "vild.*"]),
     package_data={"vild": ["data/splits/*.json", "teacher/data/*.gz"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={
+        # Region embeddings at LVIS scale (vild.distillation_data.beam_pipeline). Installs next
+        # to the pins above; it holds protobuf < 7 and pyarrow < 26, below their newest.
+        "beam": [BEAM],
+        "test": ["pytest==9.2.0", BEAM],
+    },
 )

@@ -85,6 +85,18 @@ def test_inference_output_shapes(models, batch, mode):
       out["detection_scores"][0, :n], rtol=1e-6)
 
 
+def test_ensemble_model_can_score_with_the_text_branch_only(models, batch):
+  images, labels = batch
+  model = models["separate"]
+  out = model(images, labels["image_info"][:, 1, :], use_ensemble=False, training=False)
+  n = int(out["num_detections"][0])
+  region = out["detection_region_embeddings"][:1, :n]
+  logits = model.classifier(region)
+  np.testing.assert_allclose(out["detection_class_scores"][:1, :n],
+                             tf.nn.softmax(logits)[..., 1:], rtol=1e-5, atol=1e-7)
+  assert out["detection_image_embeddings"].shape == (2, 50, DIM)
+
+
 def test_gradients_reach_background_embedding_and_never_text_embeddings(models, batch):
   model = models["shared"]
   images, labels = batch

@@ -156,11 +156,8 @@ class Parser:
     }
 
   def _parse_eval(self, data):
-    image = preprocess_ops.normalize_image(data["image"])
-    image_size = tf.shape(image)[:2]
-    image_info = augmentation.jitter_image_info(image_size, self.output_size, (1.0, 1.0),
-                                                tf.zeros([2], tf.int64))
-    image = augmentation.resample_to_output(image[tf.newaxis], image_info, self.output_size)[0]
+    image_size = tf.shape(data["image"])[:2]
+    image, image_info = eval_image(data["image"], self.output_size)
     groundtruths = {
         "source_id": dataloader_utils.process_source_id(data["source_id"]),
         "height": data["height"],
@@ -178,6 +175,19 @@ class Parser:
             groundtruths, self.max_num_eval_instances),
     }
     return image, labels
+
+
+def eval_image(image: tf.Tensor, output_size: Sequence[int]) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Decoded [H, W, 3] image -> the evaluation model input [out_h, out_w, 3] and image_info [4, 2].
+
+  Resized to fit `output_size` (aspect kept), padded at the bottom-right, no augmentation:
+  what a trained model sees at test time (evaluation, offline proposals).
+  """
+  image = preprocess_ops.normalize_image(image)
+  image_info = augmentation.jitter_image_info(tf.shape(image)[:2], output_size, (1.0, 1.0),
+                                              tf.zeros([2], tf.int64))
+  image = augmentation.resample_to_output(image[tf.newaxis], image_info, output_size)[0]
+  return image, image_info
 
 
 def _checked_masks(data):
@@ -222,6 +232,8 @@ def build_dataset(file_pattern: Union[str, Sequence[str]],
   if seed is None:
     seed = random.SystemRandom().randrange(2**31)
   parser = Parser(vocabulary=vocabulary, is_training=is_training)
+  if parser.distill_feature_dim:
+    _check_distillation_fields(files[0], parser.distill_feature_dim)
 
   records = tf.data.Dataset.from_tensor_slices(files)
   if input_context:
@@ -262,6 +274,34 @@ def _list_files(file_pattern) -> list:
     raise ValueError(f"build_dataset.file_pattern {file_pattern!r} matches no files; make "
                      "TFRecords with scripts/create_tfrecords.py and check the path.")
   return files
+
+
+def _check_distillation_fields(path: str, dim: int) -> None:
+  """Fails early, saying what to run, when the first record lacks D-dim distillation data.
+
+  Without this, records with no image/roi fields would train silently without distillation.
+  """
+  for serialized in tf.data.TFRecordDataset(path).take(1):
+    example = tf.train.Example.FromString(serialized.numpy())
+    fields = tf_example.read_distillation(example)
+    where = f"{path}: record {tf_example.source_id(example)}"
+    if fields is None:
+      raise ValueError(
+          f"{where} has no distillation fields (image/roi/...), but Parser.distill_feature_dim "
+          f"= {dim} asks for them. Add proposals and their teacher embeddings with "
+          "scripts/generate_proposals.py then scripts/compute_region_embeddings.py "
+          "(docs/distillation_data.md), or unset Parser.distill_feature_dim.")
+    num_rois, size = len(fields["rois"]), fields["features"].size
+    if num_rois and not size:
+      raise ValueError(
+          f"{where} has {num_rois} proposals but no teacher embeddings "
+          "(image/roi/feature is empty); run scripts/compute_region_embeddings.py on these "
+          "records.")
+    if size != num_rois * dim:
+      raise ValueError(
+          f"{where} holds {size} feature values for {num_rois} proposals, i.e. D = "
+          f"{size / max(num_rois, 1):g}, but Parser.distill_feature_dim = {dim}; set it to "
+          "the teacher's embedding size (and the model's build_vild_model.embedding_dim).")
 
 
 def _category_repeat_factors(files, threshold: float) -> dict:

@@ -79,10 +79,44 @@ def add_distillation(serialized: bytes, rois: np.ndarray, features: np.ndarray,
                      scores: Optional[np.ndarray] = None) -> bytes:
   """Returns `serialized` with distillation RoIs [M, 4] (normalised yxyx) and features [M, D]."""
   example = tf.train.Example.FromString(serialized)
-  source = example.features.feature[schema.SOURCE_ID].bytes_list.value[:1] or [b"?"]
   builder = tf_example_builder.TfExampleBuilder().set(example)
-  _add_distillation(builder, rois, scores, features, source[0].decode())
+  _add_distillation(builder, rois, scores, features, source_id(example))
   return builder.serialized_example
+
+
+def source_id(example: tf.train.Example) -> str:
+  """The record's image/source_id ('?' when absent), for messages and joins."""
+  value = example.features.feature[schema.SOURCE_ID].bytes_list.value[:1] or [b"?"]
+  return value[0].decode()
+
+
+def encoded_image(example: tf.train.Example, source: str = "records") -> bytes:
+  """A parsed record's encoded image bytes; `source` (e.g. a shard's path) names it in errors."""
+  encoded = example.features.feature[schema.ENCODED].bytes_list.value
+  if not encoded:
+    raise RecordError(f"{source}: record {source_id(example)} has no {schema.ENCODED}; "
+                      "convert the dataset with scripts/create_tfrecords.py.")
+  return encoded[0]
+
+
+def read_distillation(example: tf.train.Example) -> Optional[dict]:
+  """A parsed record's distillation fields as numpy, without decoding its image.
+
+  Returns None when the record has no image/roi/bbox fields (no proposals yet), else
+  rois [M, 4] float32 normalised yxyx, scores [M] and features [M * D] flat (empty when the
+  proposals have no teacher embeddings yet).
+  """
+  feature = example.features.feature
+  if any(key not in feature for key in schema.ROI_BOX_KEYS):
+    return None
+  columns = [np.asarray(feature[k].float_list.value, np.float32) for k in schema.ROI_BOX_KEYS]
+  if len({len(c) for c in columns}) != 1:
+    raise RecordError(f"image {source_id(example)}: the {schema.ROI_BOX_KEYS} fields have "
+                      f"{[len(c) for c in columns]} values; rewrite the record's proposals.")
+  rois = np.stack(columns, axis=-1)
+  return {"rois": rois,
+          "scores": np.asarray(feature[schema.ROI_SCORE].float_list.value, np.float32),
+          "features": np.asarray(feature[schema.ROI_FEATURE].float_list.value, np.float32)}
 
 
 def _add_distillation(builder, rois, scores, features, source) -> None:
@@ -161,7 +195,8 @@ class Decoder(tf_example_decoder.TfExampleDecoder):
         tf.equal(tf.size(flat), num_rois * dim),
         [f"Record field {schema.ROI_FEATURE} does not hold M x D floats for D = {dim} "
          f"(M = number of {schema.ROI_YMIN} values). Set the pipeline's distill_feature_dim to "
-         "the teacher's embedding size. source_id, size, M:", source_id, tf.size(flat),
+         "the teacher's embedding size; records with proposals but no features need "
+         "scripts/compute_region_embeddings.py. source_id, size, M:", source_id, tf.size(flat),
          num_rois])
     with tf.control_dependencies([check]):
       features = tf.reshape(flat, [num_rois, dim])

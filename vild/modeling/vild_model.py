@@ -167,6 +167,7 @@ class ViLDModel(tf_keras.Model):
            text_embeddings: Optional[tf.Tensor] = None,
            base_mask: Optional[tf.Tensor] = None,
            sampling_seeds: Optional[tf.Tensor] = None,
+           use_ensemble: Optional[bool] = None,
            training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
     """Runs the model.
 
@@ -181,6 +182,9 @@ class ViLDModel(tf_keras.Model):
       base_mask: [C] bool for ViLD-ensemble; default the stored one.
       sampling_seeds: [B, 2] int, one seed per image for the RoI subsample (training); with
         them a step is reproducible across resumes and replica layouts (see roi_sampler.py).
+      use_ensemble: inference scoring of a ViLD-ensemble ('separate') model: None or True
+        fuse both branches, False scores with the text branch only (the image branch's
+        embeddings are still returned). Ignored by other models.
       training: training mode.
 
     Returns:
@@ -194,13 +198,8 @@ class ViLDModel(tf_keras.Model):
         detection_region_embeddings [B, K, D] (and detection_image_embeddings when
         'separate'); with masks detection_masks [B, K, h, w] probabilities.
     """
-    features = self.decoder(self.backbone(images, training=training), training=training)
-    rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
-    if anchor_boxes is None:
-      anchor_boxes = self._anchor_boxes(images)
-    proposals, proposal_scores = self.roi_generator(
-        rpn_boxes, rpn_scores, anchor_boxes, image_shape, training=training)
-    outputs = {"rpn_scores": rpn_scores, "rpn_boxes": rpn_boxes}
+    features, outputs = self.propose(images, image_shape, anchor_boxes, training=training)
+    proposals, proposal_scores = outputs.pop("proposals"), outputs.pop("proposal_scores")
 
     if training:
       outputs.update(self._training_outputs(
@@ -209,8 +208,30 @@ class ViLDModel(tf_keras.Model):
     else:
       outputs.update({"proposals": proposals, "proposal_scores": proposal_scores})
       outputs.update(self._inference_outputs(
-          features, proposals, image_shape, text_embeddings, base_mask))
+          features, proposals, image_shape, text_embeddings, base_mask,
+          use_ensemble=self.uses_ensemble and use_ensemble is not False))
     return outputs
+
+  def propose(self, images: tf.Tensor, image_shape: tf.Tensor,
+              anchor_boxes: Optional[Mapping[str, tf.Tensor]] = None,
+              training: Optional[bool] = None):
+    """The class-agnostic first stage alone: image -> ResNet -> FPN -> RPN -> proposals.
+
+    Offline proposals (vild.distillation_data) need only this, not the per-RoI heads.
+
+    Returns:
+      (features {level: [B, H_l, W_l, C]}, {rpn_scores, rpn_boxes: {level: ...},
+      proposals [B, P, 4] pixel yxyx in `images`, proposal_scores [B, P]}); P is the RoI
+      generator's (test_)num_proposals and each FPN level has its own NMS.
+    """
+    features = self.decoder(self.backbone(images, training=training), training=training)
+    rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
+    if anchor_boxes is None:
+      anchor_boxes = self._anchor_boxes(images)
+    proposals, proposal_scores = self.roi_generator(
+        rpn_boxes, rpn_scores, anchor_boxes, image_shape, training=training)
+    return features, {"rpn_scores": rpn_scores, "rpn_boxes": rpn_boxes, "proposals": proposals,
+                      "proposal_scores": proposal_scores}
 
   # ------------------------------------------------------------------------------------------
   def _training_outputs(self, features, proposals, gt_boxes, gt_classes, gt_masks,
@@ -275,21 +296,22 @@ class ViLDModel(tf_keras.Model):
     return region, both["embeddings"][:, num_rois:]
 
   # ------------------------------------------------------------------------------------------
-  def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask):
+  def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask,
+                         use_ensemble):
     region = self.region_tower(self.roi_aligner(features, rois), training=False)
     text_logits = self.classifier(region["embeddings"], text_embeddings)
     box_outputs = self.box_predictor(region["features"])
     per_roi = {"region_embeddings": region["embeddings"]}
     if self.uses_ensemble:
-      image_embeddings = self.distill_tower(self.roi_aligner(features, rois),
-                                            training=False)["embeddings"]
+      per_roi["image_embeddings"] = self.distill_tower(self.roi_aligner(features, rois),
+                                                       training=False)["embeddings"]
+    if use_ensemble:
+      text_matrix = self.classifier.resolve_text_embeddings(text_embeddings)
       image_logits = text_classifier_lib.cosine_logits(
-          image_embeddings, self.classifier.resolve_text_embeddings(text_embeddings),
-          self.classifier.temperature)
+          per_roi["image_embeddings"], text_matrix, self.classifier.temperature)
       class_scores = ensemble.fuse_scores(text_logits, image_logits,
                                           self._resolve_base_mask(base_mask),
                                           self._ensemble_lambda)
-      per_roi["image_embeddings"] = image_embeddings
     else:
       class_scores = ensemble.text_scores(text_logits)
     per_roi["class_scores"] = class_scores

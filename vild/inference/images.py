@@ -1,0 +1,63 @@
+"""Reading images for inference and expanding an --image spec (file, glob or directory)."""
+import glob
+import os
+from typing import List, Union
+
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ImageLike = Union[str, np.ndarray, Image.Image]
+
+
+class ImageError(ValueError):
+  """An image that cannot be read, or an --image spec that matches nothing."""
+
+
+def load_image(path: str) -> np.ndarray:
+  """uint8 [H, W, 3] RGB, EXIF orientation applied (as a viewer shows the photo)."""
+  try:
+    with Image.open(path) as image:
+      image = ImageOps.exif_transpose(image)
+      return np.asarray(image.convert("RGB"), np.uint8)
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise ImageError(f"{path}: cannot read the image ({e}).") from e
+
+
+def as_array(image: ImageLike) -> np.ndarray:
+  """A path, PIL image or array -> uint8 [H, W, 3]."""
+  if isinstance(image, str):
+    return load_image(image)
+  if isinstance(image, Image.Image):
+    return np.asarray(image.convert("RGB"), np.uint8)
+  array = np.asarray(image)
+  if array.ndim == 2:
+    array = np.stack([array] * 3, axis=-1)
+  if array.ndim != 3 or array.shape[-1] != 3 or min(array.shape[:2]) < 1:
+    raise ImageError(f"An image array must be [height, width, 3] RGB, got shape "
+                     f"{array.shape}.")
+  if array.dtype != np.uint8:
+    if not np.issubdtype(array.dtype, np.number) or array.min() < 0 or array.max() > 255:
+      raise ImageError(f"An image array must hold uint8 values or numbers in [0, 255], got "
+                       f"{array.dtype} with range [{array.min()}, {array.max()}].")
+    array = np.round(array).astype(np.uint8)
+  return array
+
+
+def find_images(spec: str) -> List[str]:
+  """The image files a spec names: a file, a glob pattern, or a directory (its image files)."""
+  if os.path.isdir(spec):
+    paths = [os.path.join(spec, name) for name in sorted(os.listdir(spec))
+             if name.lower().endswith(IMAGE_EXTENSIONS) and
+             os.path.isfile(os.path.join(spec, name))]
+    where = f"directory {spec} has no image files ({', '.join(IMAGE_EXTENSIONS)})"
+  elif glob.has_magic(spec):
+    paths = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
+    where = f"pattern {spec!r} matches no files"
+  else:
+    paths = [spec] if os.path.isfile(spec) else []
+    where = f"{spec}: no such file"
+  if not paths:
+    raise ImageError(f"--image: {where}.")
+  return paths
