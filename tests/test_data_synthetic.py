@@ -45,6 +45,22 @@ def test_novel_categories_are_unseen_combinations_of_base_attributes():
     synthetic.make_categories(synthetic.WorldSpec(num_novel=20))
 
 
+def test_a_novel_shape_makes_every_category_of_that_shape_novel():
+  spec = synthetic.WorldSpec(novel_shapes=("cross",), num_novel=2)
+  categories = synthetic.make_categories(spec)
+  novel = [c for c in categories if c["frequency"] == "r"]
+  base = [c for c in categories if c["frequency"] != "r"]
+  assert len(novel) == len(spec.colours) + 2
+  assert all(c["frequency"] == "r" for c in categories if c["shape"] == "cross")
+  assert not [c for c in base if c["shape"] == "cross"]  # never boxed in training
+  for c in novel:
+    if c["shape"] != "cross":  # the unseen combinations: both attributes seen in base
+      assert sum(b["shape"] == c["shape"] for b in base) >= 2
+    assert sum(b["colour"] == c["colour"] for b in base) >= 2
+  with pytest.raises(ValueError, match="novel_shapes"):
+    synthetic.WorldSpec(novel_shapes=("hexagon",))
+
+
 def test_train_is_base_only_val_is_complete_and_the_converter_reads_both(tmp_path):
   out = str(tmp_path / "world")
   spec = synthetic.WorldSpec(seed=1, **dict(SMALL, num_train_images=12))

@@ -3,8 +3,11 @@
 Categories are colour x shape combinations ("purple star"). Each novel category is an unseen
 COMBINATION of a colour and a shape that both appear in base categories ("purple star" novel
 while "purple circle" and "yellow star" are base), so a text encoder trained on captions can
-place novel names sensibly and a detector's region embeddings can generalise to them. Novel
-categories are tagged rare ('r'), base ones frequent or common ('f'/'c'), as in LVIS.
+place novel names sensibly and a detector's region embeddings can generalise to them. With
+`WorldSpec.novel_shapes`, every category of those shapes is novel too: a concept no training
+box shows, only the teacher's captions, as LVIS rare categories are new concepts (the
+benchmark's world, configs/synthetic/benchmark.gin). Novel categories are tagged rare ('r'),
+base ones frequent or common ('f'/'c'), as in LVIS.
 
 `generate(output_dir, spec)` writes, in LVIS v1 format so the real converter handles it:
 
@@ -78,7 +81,9 @@ class WorldSpec:
 
   Attributes:
     colours, shapes: the attribute values; categories are all their combinations.
-    num_novel: how many combinations are novel ('r').
+    num_novel: how many unseen combinations of base colours and base shapes are novel ('r').
+    novel_shapes: shapes of which every category is novel: concepts the detector never sees
+      in a box, only the teacher in captions (as LVIS rare categories are new concepts).
     common_fraction: fraction of base categories tagged common ('c') rather than frequent.
     frequency_weights: how often a category of each frequency is drawn into a scene.
     image_size: square scene side in pixels.
@@ -95,6 +100,7 @@ class WorldSpec:
   colours: Tuple[str, ...] = tuple(COLOURS)
   shapes: Tuple[str, ...] = tuple(SHAPE_SYNONYMS)
   num_novel: int = 8
+  novel_shapes: Tuple[str, ...] = ()
   common_fraction: float = 0.4
   frequency_weights: Tuple[Tuple[str, float], ...] = (("f", 1.0), ("c", 0.4), ("r", 0.7))
   image_size: int = 128
@@ -114,6 +120,9 @@ class WorldSpec:
     if unknown:
       raise ValueError(f"WorldSpec: unknown colours/shapes {unknown}; known colours "
                        f"{tuple(COLOURS)}, shapes {tuple(SHAPE_SYNONYMS)}.")
+    if not set(self.novel_shapes) <= set(self.shapes):
+      raise ValueError(f"WorldSpec.novel_shapes {self.novel_shapes} must be among the shapes "
+                       f"{self.shapes}.")
     if not self.object_size[0] <= self.object_size[1] < self.image_size:
       raise ValueError(f"WorldSpec.object_size {self.object_size} must be (min, max) with "
                        f"max < image_size {self.image_size}.")
@@ -141,7 +150,11 @@ def novel_combinations(num_colours: int, num_shapes: int, num_novel: int) -> Lis
 
 def make_categories(spec: WorldSpec) -> List[dict]:
   """LVIS category dicts: id, name, synonyms, frequency, def (counts are added later)."""
-  novel = set(novel_combinations(len(spec.colours), len(spec.shapes), spec.num_novel))
+  base_shapes = [s for s in range(len(spec.shapes)) if spec.shapes[s] not in spec.novel_shapes]
+  novel = {(c, base_shapes[s]) for c, s in
+           novel_combinations(len(spec.colours), len(base_shapes), spec.num_novel)}
+  novel |= {(c, s) for c in range(len(spec.colours)) for s in range(len(spec.shapes))
+            if spec.shapes[s] in spec.novel_shapes}
   base = [(c, s) for c in range(len(spec.colours)) for s in range(len(spec.shapes))
           if (c, s) not in novel]
   rng = np.random.default_rng([spec.seed, 1])
