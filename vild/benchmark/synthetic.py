@@ -82,6 +82,7 @@ class BenchmarkSpec:
     clip_on_crops_temperature: softmax temperature of CLIP on cropped regions.
     clip_on_crops_proposals: proposals per validation image it classifies.
     grid_images: validation images in the detection grid figure.
+    grid_methods: its rows, among 'vild_text', 'vild' and 'vild_ensemble' (at vild_weight).
   """
   detector_gin: str = "configs/synthetic/detector.gin"
   detector_bindings: Tuple[str, ...] = ()
@@ -92,6 +93,16 @@ class BenchmarkSpec:
   clip_on_crops_temperature: float = 0.01
   clip_on_crops_proposals: int = 100
   grid_images: int = 4
+  grid_methods: Tuple[str, ...] = ("vild_text", "vild", "vild_ensemble")
+
+  def grid_rows(self) -> List[methods_lib.Method]:
+    named = {"vild_text": methods_lib.VILD_TEXT, "vild": methods_lib.vild(self.vild_weight),
+             "vild_ensemble": methods_lib.vild_ensemble(self.vild_weight)}
+    unknown = set(self.grid_methods) - set(named)
+    if unknown:
+      raise ValueError(f"BenchmarkSpec.grid_methods: unknown {sorted(unknown)}; choose from "
+                       f"{sorted(named)}.")
+    return [named[name] for name in self.grid_methods]
 
   def methods(self) -> List[methods_lib.Method]:
     """Every trained method, in table order."""
@@ -233,8 +244,8 @@ def run_clip_on_crops(directory: str, spec: BenchmarkSpec, records_dir: str,
 
 def draw_detection_grid(directory: str, spec: BenchmarkSpec, stage_dirs: Dict[str, str],
                         world_dir: str, text_path: str) -> dict:
-  """GRID_FILE: rows ViLD-text, ViLD, ViLD-ensemble; columns the validation scenes richest
-  in novel objects; detections over every category above report.GRID_SCORE_THRESHOLD."""
+  """GRID_FILE: a row per `spec.grid_rows()`, a column per validation scene among those
+  richest in novel objects; detections over every category above GRID_SCORE_THRESHOLD."""
   scenes = report_lib.novel_rich_images(os.path.join(world_dir, "val.json"), spec.grid_images)
   images = []
   for file_name, _ in scenes:
@@ -243,8 +254,7 @@ def draw_detection_grid(directory: str, spec: BenchmarkSpec, stage_dirs: Dict[st
         (image.width * report_lib.GRID_SCALE, image.height * report_lib.GRID_SCALE),
         Image.NEAREST)))
   rows = []
-  for method in (methods_lib.VILD_TEXT, methods_lib.vild(spec.vild_weight),
-                 methods_lib.vild_ensemble(spec.vild_weight)):
+  for method in spec.grid_rows():
     with gin_config([], []):
       detector = detector_inference.Detector.from_checkpoint(
           os.path.join(stage_dirs[method.name], "model"),
@@ -324,10 +334,10 @@ def run_benchmark(work_dir: str, results_dir: Optional[str] = None,
   for method in spec.methods()[1:]:
     method_stage(method, [records, text, distill] if method.distills else [records, text])
 
-  shown = [methods_lib.VILD_TEXT, methods_lib.vild(spec.vild_weight),
-           methods_lib.vild_ensemble(spec.vild_weight)]
+  shown = spec.grid_rows()
   stage_dirs = {m.name: runner.results[m.name].directory for m in shown}
-  grid = runner.run("detection_grid", {"images": spec.grid_images},
+  grid = runner.run("detection_grid", {"images": spec.grid_images,
+                                       "rows": [m.name for m in shown]},
                     lambda d: draw_detection_grid(d, spec, stage_dirs, world.directory,
                                                   text_path),
                     [world, text] + [runner.results[m.name] for m in shown])
