@@ -101,9 +101,11 @@ class TextEmbeddingClassifier(tf_keras.layers.Layer):
 
   def call(self, region_embeddings: tf.Tensor, text_embeddings=None) -> tf.Tensor:
     matrix = self.resolve_text_embeddings(text_embeddings)
-    background = tf.math.l2_normalize(self.background_embedding, epsilon=1e-12)[tf.newaxis]
+    # float32 under mixed precision too: 1 / temperature (100) would amplify bfloat16 rounding.
+    background = tf.math.l2_normalize(tf.cast(self.background_embedding, tf.float32),
+                                      epsilon=1e-12)[tf.newaxis]
     classifier = tf.concat([background, matrix], axis=0)  # [1 + C, D]
-    return cosine_logits(region_embeddings, classifier, self._temperature)
+    return cosine_logits(tf.cast(region_embeddings, tf.float32), classifier, self._temperature)
 
   def get_config(self) -> Dict[str, Any]:
     return {**super().get_config(), "embedding_dim": self._embedding_dim,

@@ -1,0 +1,42 @@
+r"""Evaluates a ViLD checkpoint (or each new checkpoint of a run) with the LVIS or COCO API.
+
+  python scripts/evaluate.py --model_dir=runs/vild_r50 \
+      [--checkpoint=latest|watch|runs/vild_r50/ckpt-180000] [--output_dir=runs/vild_r50/eval]
+  (without --gin_file the run's own <model_dir>/config.gin is used)
+  # Transfer: the same weights on COCO's vocabulary.
+  python scripts/evaluate.py --gin_file=configs/lvis/vild_r50.gin --model_dir=runs/vild_r50 \
+      --gin_file=configs/transfer/coco.gin --output_dir=runs/vild_r50/eval_coco
+
+Writes detections_<step>.json (official results format), metrics_<step>.json and TensorBoard
+scalars to the output directory.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from vild.evaluation import experiment
+from vild.training import trainer
+from vild.utils import gin_config
+
+gin_config.define_flags()
+flags.DEFINE_string("model_dir", None, "The training run's directory.")
+flags.DEFINE_string("checkpoint", "latest", "A checkpoint path, 'latest', or 'watch' (each new "
+                    "checkpoint until the run's last step).")
+flags.DEFINE_string("output_dir", None, "Where results go (default <model_dir>/eval).")
+flags.mark_flags_as_required(["model_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if FLAGS.gin_file:
+    gin_config.parse_flags()
+  else:  # The run's own config, as the trainer saved it.
+    gin_config.parse([os.path.join(FLAGS.model_dir, trainer.CONFIG_NAME)], FLAGS.gin_param)
+  experiment.evaluate(FLAGS.model_dir, checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)

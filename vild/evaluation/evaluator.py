@@ -1,0 +1,203 @@
+"""Evaluating a ViLD model: run it over an eval split, write detections and official metrics.
+
+  evaluator = Evaluator(model, vocabulary, text_embeddings, metric="lvis",
+                        annotation_file="lvis_v1_val.json")
+  metrics = evaluator.evaluate(dataset, output_dir, step)    # one checkpoint's weights
+  evaluate_checkpoints(model, evaluator, dataset_fn, model_dir, output_dir)   # each new one
+
+Written to `output_dir`: detections_<step>.json (official results format), metrics_<step>.json
+and TensorBoard scalars '<iou_type>/<metric>'. Metrics come from the official `lvis` API or
+`pycocotools` (plus novel/base AP50 when the vocabulary has novel categories, as in OV-COCO).
+
+Transfer evaluation is just another vocabulary and text-embedding matrix: the model's weights are
+untouched, and class k maps to the new vocabulary's dataset ids.
+
+`rescore_fn(images, labels, outputs) -> outputs` runs inside the compiled predict step after the
+model; it is the hook for score ensembles such as ViLD-text + CLIP.
+"""
+import collections
+import json
+import os
+from typing import Callable, Dict, Optional, Sequence
+
+from absl import logging
+import gin
+import tensorflow as tf
+
+from vild import text_embeddings as text_embeddings_lib
+from vild import vocabulary as vocabulary_lib
+from vild.evaluation import coco_metrics
+from vild.evaluation import detections as detections_lib
+from vild.evaluation import lvis_metrics
+from vild.training import train_step
+from vild.utils import io
+from vild.utils import progress as progress_lib
+
+METRIC_TYPES = ("lvis", "coco")
+OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections",
+               "detection_masks")
+RescoreFn = Callable[[tf.Tensor, Dict, Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+
+
+@gin.configurable(denylist=["model", "vocabulary", "text_embeddings", "rescore_fn"])
+class Evaluator:
+  """Evaluates a model on one vocabulary with the LVIS or COCO API.
+
+  Args:
+    model: a built ViLDModel.
+    vocabulary: the evaluation vocabulary (dataset ids, LVIS frequencies, novel flags).
+    text_embeddings: its [C, D] matrix (vild.text_embeddings.load).
+    metric: 'lvis' or 'coco'.
+    annotation_file: the split's LVIS/COCO annotation JSON; if None, ground truth is built
+      from the eval labels' 'groundtruths' (masks from box crops are approximate).
+    iou_types: 'bbox' and/or 'segm' ('segm' is dropped for a model without a mask head).
+    rescore_fn: optional score hook (see the module docstring).
+    log_every: batches between progress lines.
+  """
+
+  def __init__(self, model, vocabulary: vocabulary_lib.Vocabulary, text_embeddings,
+               metric: str = "lvis", annotation_file: Optional[str] = None,
+               iou_types: Sequence[str] = ("bbox", "segm"),
+               rescore_fn: Optional[RescoreFn] = None, log_every: int = 50):
+    if metric not in METRIC_TYPES:
+      raise ValueError(f"Evaluator.metric: {metric!r} is not one of {METRIC_TYPES}.")
+    if metric == "lvis" and annotation_file is None and not all(vocabulary.frequencies):
+      raise ValueError(f"{vocabulary.source}: LVIS metrics need each category's frequency "
+                       "(f/c/r); build the vocabulary from the LVIS annotation JSON or use "
+                       "metric='coco'.")
+    if model.mask_head is None and "segm" in iou_types:
+      logging.info("The model has no mask head: evaluating boxes only.")
+      iou_types = tuple(t for t in iou_types if t != "segm")
+    matrix = text_embeddings_lib.validate(text_embeddings, vocabulary.source,
+                                          num_classes=len(vocabulary),
+                                          embedding_dim=model.embedding_dim)
+    self.model = model
+    self.vocabulary = vocabulary
+    self._text_embeddings = tf.constant(text_embeddings_lib.l2_normalize(matrix))
+    self._base_mask = tf.constant(vocabulary.base_mask)
+    self._metric = metric
+    self._annotation_file = annotation_file
+    self._groundtruth_api = None  # Loaded once: an LVIS val JSON takes a while to index.
+    self._iou_types = tuple(iou_types)
+    self._rescore_fn = rescore_fn
+    self._log_every = log_every
+
+  @tf.function
+  def _predict(self, images, labels) -> Dict[str, tf.Tensor]:
+    outputs = train_step.forward(self.model, images, labels, training=False,
+                                 text_embeddings=self._text_embeddings,
+                                 base_mask=self._base_mask)
+    if self._rescore_fn is not None:
+      outputs = self._rescore_fn(images, labels, outputs)
+    # float32 for the numpy post-processing, whatever the compute precision.
+    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v
+            for k, v in outputs.items() if k in OUTPUT_KEYS}
+
+  def predict(self, dataset: tf.data.Dataset):
+    """(detections in the results format, ground-truth arrays by key) over the dataset."""
+    results, groundtruths = [], collections.defaultdict(list)
+    cardinality = int(dataset.cardinality())
+    progress = progress_lib.Progress(cardinality if cardinality > 0 else None)
+    for batch, (images, labels) in enumerate(dataset, start=1):
+      outputs = {k: v.numpy() for k, v in self._predict(images, labels).items()}
+      gt = {k: v.numpy() for k, v in labels["groundtruths"].items()}
+      results.extend(detections_lib.detections_to_results(
+          outputs, labels["image_info"].numpy(), gt["source_id"], self.vocabulary))
+      for key, value in gt.items():
+        groundtruths[key].append(value)
+      progress.update(batch)
+      if batch % self._log_every == 0:
+        logging.info("eval %s", progress.describe("batch"))
+    return results, dict(groundtruths)
+
+  def evaluate(self, dataset: tf.data.Dataset, output_dir: Optional[str] = None,
+               step: int = 0) -> Dict[str, float]:
+    """Metrics of the model's current weights on `dataset` (a finite eval split)."""
+    results, groundtruths = self.predict(dataset)
+    if not groundtruths:
+      raise ValueError("The eval dataset is empty.")
+    image_ids = sorted({int(i) for ids in groundtruths["source_id"] for i in ids})
+    metrics = self.compute_metrics(results, groundtruths, image_ids)
+    logging.info("Step %d on %d images, %d detections: %s", step, len(image_ids), len(results),
+                 json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+    if output_dir:
+      write_outputs(output_dir, step, results, metrics)
+    return metrics
+
+  def compute_metrics(self, results, groundtruths, image_ids) -> Dict[str, float]:
+    groundtruth = self._groundtruth(groundtruths)
+    if self._metric == "lvis":
+      return lvis_metrics.evaluate_lvis(groundtruth, results, self._iou_types, image_ids)
+    novel_ids = [c for c, novel in zip(self.vocabulary.category_ids, self.vocabulary.is_novel)
+                 if novel]
+    return coco_metrics.evaluate_coco(groundtruth, results, self._iou_types,
+                                      novel_category_ids=novel_ids or None,
+                                      image_ids=image_ids)
+
+  def _groundtruth(self, groundtruths):
+    if self._annotation_file is None:
+      if "segm" in self._iou_types and "masks" not in groundtruths:
+        raise ValueError("Mask AP needs ground-truth masks: give Evaluator.annotation_file "
+                         "(evaluate.annotation_file, the split's LVIS/COCO JSON) or evaluate "
+                         "iou_types=('bbox',).")
+      return detections_lib.groundtruth_dataset(groundtruths, self.vocabulary)
+    if self._groundtruth_api is None:
+      load = (lvis_metrics.load_groundtruth if self._metric == "lvis"
+              else coco_metrics.load_groundtruth)
+      self._groundtruth_api = load(self._annotation_file)
+    return self._groundtruth_api
+
+
+def write_outputs(output_dir: str, step: int, results, metrics: Dict[str, float]) -> None:
+  """detections_<step>.json, metrics_<step>.json (both atomic) and TensorBoard scalars."""
+  tf.io.gfile.makedirs(output_dir)
+  io.write_text_atomic(os.path.join(output_dir, f"detections_{step}.json"), json.dumps(results))
+  io.write_text_atomic(metrics_path(output_dir, step),
+                       json.dumps({"step": step, **metrics}, indent=1) + "\n")
+  writer = tf.summary.create_file_writer(output_dir)
+  with writer.as_default(step=step):
+    for name, value in metrics.items():
+      tf.summary.scalar(name, value)
+  writer.close()
+
+
+def metrics_path(output_dir: str, step: int) -> str:
+  return os.path.join(output_dir, f"metrics_{step}.json")
+
+
+def checkpoint_step(path: str) -> int:
+  """The step of a CheckpointManager checkpoint ('…/ckpt-1000' -> 1000)."""
+  try:
+    return int(path.rsplit("-", 1)[1])
+  except (IndexError, ValueError) as e:
+    raise ValueError(f"{path}: not a checkpoint named <prefix>-<step>.") from e
+
+
+def restore_weights(model, path: str) -> None:
+  """Loads a trainer checkpoint's model weights (optimizer and data state are ignored)."""
+  status = tf.train.Checkpoint(model=model).read(path)
+  status.expect_partial().assert_existing_objects_matched()
+
+
+def evaluate_checkpoints(model, evaluator: Evaluator,
+                         dataset_fn: Callable[[], tf.data.Dataset], model_dir: str,
+                         output_dir: str, timeout: Optional[float] = None,
+                         last_step: Optional[int] = None) -> Dict[int, Dict[str, float]]:
+  """Evaluates each new checkpoint of `model_dir` as it appears.
+
+  Stops after `last_step` (e.g. the run's train_steps) or when no new checkpoint appears for
+  `timeout` seconds. Checkpoints that already have metrics in `output_dir` are skipped, so a
+  restarted evaluation job picks up where it stopped.
+  """
+  evaluated = {}
+  for path in tf.train.checkpoints_iterator(model_dir, timeout=timeout):
+    step = checkpoint_step(path)
+    if tf.io.gfile.exists(metrics_path(output_dir, step)):
+      logging.info("Step %d already evaluated in %s.", step, output_dir)
+    else:
+      restore_weights(model, path)
+      evaluated[step] = evaluator.evaluate(dataset_fn(), output_dir, step)
+    if last_step is not None and step >= last_step:
+      break
+  return evaluated
+

@@ -1,0 +1,54 @@
+"""Parsing gin experiments from any working directory.
+
+Config files given on the command line resolve against the current directory, then the
+repository; `include 'configs/...'` lines inside them resolve against the repository. (gin
+would otherwise try `configs.lvis` as a Python package and crash when the repository is on
+sys.path.)
+"""
+import contextlib
+import os
+from typing import Sequence
+
+from absl import flags
+import gin
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def resolve(path: str) -> str:
+  """An existing gin file's absolute path: as given, else under the repository."""
+  for candidate in (path, os.path.join(REPO, path)):
+    if os.path.isfile(candidate):
+      return os.path.abspath(candidate)
+  raise ValueError(f"gin file {path!r} not found (looked in {os.getcwd()} and {REPO}); give "
+                   "a path such as configs/lvis/vild_r50.gin.")
+
+
+@contextlib.contextmanager
+def _working_directory(path: str):
+  previous = os.getcwd()
+  os.chdir(path)
+  try:
+    yield
+  finally:
+    os.chdir(previous)
+
+
+def define_flags() -> None:
+  """A script's --gin_file and --gin_param (alias --gin_bindings) flags."""
+  flags.DEFINE_multi_string("gin_file", [], "Gin experiment files (configs/...).")
+  flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings, e.g. "
+                            "'ViLDTrainer.train_steps = 100'.")
+  flags.DEFINE_alias("gin_bindings", "gin_param")
+
+
+def parse_flags() -> None:
+  """Parses the files and bindings given by the flags of `define_flags`."""
+  parse(flags.FLAGS.gin_file, flags.FLAGS.gin_param)
+
+
+def parse(files: Sequence[str], bindings: Sequence[str] = (), finalize: bool = True) -> None:
+  """Parses gin files (then bindings) with includes resolved against the repository."""
+  files = [resolve(f) for f in files]
+  with _working_directory(REPO):
+    gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=finalize)
