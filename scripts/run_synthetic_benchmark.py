@@ -7,7 +7,7 @@ r"""The whole ViLD pipeline on the synthetic open-vocabulary world (what `make d
 
 Stages (world, records, teacher, text embeddings, the base-only detector, proposals, region
 embeddings, CLIP on cropped regions, each method) run in order under --work_dir, one directory
-each; a rerun reuses every stage whose config and inputs are unchanged (vild.benchmark.stages).
+each; a rerun reuses every stage whose config and inputs are unchanged (vild.synthetic_benchmark.stages).
 Configured with gin: configs/synthetic/benchmark.gin (--quick: configs/synthetic/quick.gin).
 """
 import os
@@ -20,7 +20,7 @@ from absl import flags
 from absl import logging
 import gin
 
-from vild.benchmark import synthetic
+from vild.synthetic_benchmark import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

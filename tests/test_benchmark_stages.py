@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from vild.benchmark import stages
+from vild.synthetic_benchmark import stages
 
 
 class Counter:

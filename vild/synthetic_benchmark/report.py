@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from PIL import ImageDraw  # noqa: E402
 
-from vild.benchmark import methods as methods_lib  # noqa: E402
-from vild.benchmark import stages  # noqa: E402
+from vild.synthetic_benchmark import methods as methods_lib  # noqa: E402
+from vild.synthetic_benchmark import stages  # noqa: E402
 from vild.utils import io  # noqa: E402
 
 IOU_TYPES = ("segm", "bbox")  # mask first: the paper's metric

@@ -4,7 +4,7 @@
   results = run_benchmark("runs/synthetic", force=False)
 
 One function per stage, each writing into its own directory under the work dir (cached by
-`vild.benchmark.stages`):
+`vild.synthetic_benchmark.stages`):
 
   world             the synthetic world (vild.data.synthetic): base-only train, full val, crops
   records           TFRecords of train (base only), train_full (the oracle's) and val
@@ -15,9 +15,9 @@ One function per stage, each writing into its own directory under the work dir (
   proposals         its top M proposals added to the training records
   region_embeddings the teacher's 1x + 1.5x crop embeddings of those proposals
   clip_on_crops     CLIP on cropped regions, evaluated (no training)
-  <method>          each method of `vild.benchmark.methods`: trained with the same detector
+  <method>          each method of `vild.synthetic_benchmark.methods`: trained with the same detector
                     config and budget, then evaluated on val with the LVIS API
-  report            RESULTS.md and the figures (vild.benchmark.report)
+  report            RESULTS.md and the figures (vild.synthetic_benchmark.report)
 
 Every detector stage parses `BenchmarkSpec.detector_gin` (a complete detector experiment:
 model, input, schedule, evaluation) plus the spec's and the method's bindings, so the methods
@@ -38,10 +38,10 @@ import tf_keras
 
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
-from vild.benchmark import clip_on_crops
-from vild.benchmark import methods as methods_lib
-from vild.benchmark import report as report_lib
-from vild.benchmark import stages
+from vild.synthetic_benchmark import clip_on_crops
+from vild.synthetic_benchmark import methods as methods_lib
+from vild.synthetic_benchmark import report as report_lib
+from vild.synthetic_benchmark import stages
 from vild.data import conversion
 from vild.data import synthetic
 from vild.distillation_data import detector as detector_lib
