@@ -18,8 +18,8 @@ categories, computed as ViLD uses the teacher: prompt-ensembled class text embed
 The loss is CLIP's: each crop's own caption is its only positive. The world has 30 concepts,
 so a batch holds several captions of the same category that count as negatives; the option
 `category_positives` counts them as positives instead (multi-positive targets, as in UniCL).
-On the default world both reach the same zero-shot accuracy (docs/synthetic_benchmark.md), so
-the default stays CLIP's label-free loss.
+The default stays CLIP's label-free loss: with it the teacher already composes colour and
+shape words for novel categories (zero-shot accuracy in results/synthetic/RESULTS.md).
 """
 import dataclasses
 import json
