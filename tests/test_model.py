@@ -252,8 +252,8 @@ def test_supervised_baseline_has_learned_classes_that_cannot_change(batch):
   images, labels = batch
   out = training_outputs(model, images, labels)
   assert out["class_outputs"].shape == (2, 64, 1 + NUM_CLASSES)
-  kernel = [v for v in model.trainable_variables if "class_predict/kernel" in v.name]
-  assert kernel and tuple(kernel[0].shape) == (DIM, 1 + NUM_CLASSES)
+  classes = [v for v in model.trainable_variables if "class_embeddings" in v.name]
+  assert classes and tuple(classes[0].shape) == (1 + NUM_CLASSES, DIM)
   inference = model(images, labels["image_info"][:, 1, :], training=False)
   assert inference["detection_class_scores"].shape[-1] == NUM_CLASSES
   with pytest.raises(ValueError, match=r"9 classes given to a supervised model .* over 6"):
