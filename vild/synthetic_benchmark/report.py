@@ -5,8 +5,11 @@ API on the validation split, all categories), the teacher's zero-shot accuracy a
 time of each stage. The targets are checked on the measured numbers and reported as they
 come out, pass or fail.
 """
+import contextlib
 import dataclasses
 import datetime
+import glob
+import io as std_io
 import json
 import os
 import shutil
@@ -17,10 +20,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import lvis  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from PIL import ImageDraw  # noqa: E402
 
+from vild.evaluation import detections as detections_lib  # noqa: E402
+from vild.evaluation import lvis_metrics  # noqa: E402
 from vild.synthetic_benchmark import methods as methods_lib  # noqa: E402
 from vild.synthetic_benchmark import stages  # noqa: E402
 from vild.utils import io  # noqa: E402
@@ -82,6 +88,44 @@ def summarize(stage_results: Mapping[str, stages.StageResult],
     table[name] = {t: novel_and_base(metrics, t, counts) for t in IOU_TYPES
                    if f"{t}/AP" in metrics}
   return table
+
+
+def novel_category_ap(val_json: str, detection_files: Mapping[str, str],
+                      iou_type: str = "segm") -> Dict[str, Dict[str, float]]:
+  """{method: {novel category name: AP in points}} from each method's saved detections.
+
+  APr averages these; per category it shows which novel concepts each method finds.
+  """
+  gt = lvis.LVIS(val_json)
+  novel = {c["id"]: c["name"] for c in gt.dataset["categories"] if c["frequency"] == "r"}
+  table = {}
+  for name, path in detection_files.items():
+    with open(path, encoding="utf-8") as f:
+      detections = json.load(f)
+    evaluator = lvis.LVISEval(gt, detections_lib.for_iou_type(detections, iou_type),
+                              iou_type=iou_type)
+    with lvis_metrics.numpy_float_alias(), contextlib.redirect_stdout(std_io.StringIO()):
+      evaluator.run()
+    precision = evaluator.eval["precision"]  # [IoU thresholds, recalls, categories, areas]
+    row = {}
+    for k, category in enumerate(evaluator.params.cat_ids):
+      if category in novel:
+        values = precision[:, :, k, 0]
+        values = values[values > -1]
+        row[novel[category]] = 100 * float(values.mean()) if values.size else float("nan")
+    table[name] = row
+  return table
+
+
+def detection_files(stage_results: Mapping[str, stages.StageResult]) -> Dict[str, str]:
+  """{method name: its evaluation's detections JSON}, for the trained methods."""
+  files = {}
+  for name, result in stage_results.items():
+    found = sorted(glob.glob(os.path.join(result.directory, "model", "eval",
+                                          "detections_*.json")))
+    if found:
+      files[name] = found[-1]
+  return files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +237,16 @@ def results_table(table, labels: Mapping[str, str], paper_rows: Mapping[str, Opt
   return lines
 
 
+def novel_category_table(per_category, labels: Mapping[str, str]) -> List[str]:
+  names = sorted({n for row in per_category.values() for n in row})
+  lines = ["| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+  for name, label in labels.items():
+    if name in per_category:
+      lines.append(f"| {label} | " + " | ".join(_fmt(per_category[name].get(n))
+                                               for n in names) + " |")
+  return lines
+
+
 def _git_commit() -> str:
   try:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -204,7 +258,8 @@ def _git_commit() -> str:
 def render_markdown(spec, table, targets: Sequence[Target],
                     stage_results: Mapping[str, stages.StageResult],
                     labels: Mapping[str, str], paper_rows: Mapping[str, Optional[str]],
-                    counts: Mapping[str, int], command: str) -> str:
+                    counts: Mapping[str, int], command: str,
+                    per_category: Mapping[str, Mapping[str, float]]) -> str:
   teacher = stage_results["teacher"].summary
   world = stage_results["world"].summary
   accuracy = teacher["zero_shot_accuracy"]
@@ -240,6 +295,10 @@ def render_markdown(spec, table, targets: Sequence[Target],
       *results_table(table, labels, paper_rows),
       "",
       "CLIP on cropped regions predicts boxes only (no mask head), so it has no mask AP.",
+      "",
+      "Mask AP of each novel category (AP_novel is their mean):",
+      "",
+      *novel_category_table(per_category, labels),
       "",
       "## Targets",
       "",
@@ -280,8 +339,9 @@ def write_report(results_dir: str, spec, stage_results: Mapping[str, stages.Stag
   paper_rows = {m.name: m.paper_row for m in methods}
   paper_rows[methods_lib.CLIP_ON_CROPS] = "CLIP on cropped regions"
   targets = check_targets(table, spec)
+  per_category = novel_category_ap(paths["val_json"], detection_files(stage_results))
   metrics = {
-      "table": table, "category_counts": counts,
+      "table": table, "category_counts": counts, "novel_category_ap": per_category,
       "targets": [dataclasses.asdict(t) for t in targets],
       "teacher": stage_results["teacher"].summary,
       "seconds": {name: r.seconds for name, r in stage_results.items()},
@@ -293,5 +353,5 @@ def write_report(results_dir: str, spec, stage_results: Mapping[str, stages.Stag
   with io.atomic_path(os.path.join(results_dir, "detection_grid.png")) as tmp:
     shutil.copyfile(grid_path, tmp)
   io.write_text_atomic(os.path.join(results_dir, "RESULTS.md"), render_markdown(
-      spec, table, targets, stage_results, labels, paper_rows, counts, command))
+      spec, table, targets, stage_results, labels, paper_rows, counts, command, per_category))
   return metrics
