@@ -6,7 +6,7 @@ STAMP := $(VENV)/.vild-installed
 OPENCV := $(shell sed -n 's/^OPENCV = "\(.*\)"/\1/p' setup.py)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo mechanics-demo test bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
+# The whole ViLD pipeline on the synthetic world (docs/synthetic_benchmark.md): stages cached in
+# runs/synthetic/, results in results/synthetic/RESULTS.md.
 demo: install
+	$(PY) scripts/run_synthetic_benchmark.py
+
+# A minute's look at the mechanics: a tiny ViLD trained briefly, detecting by names.
+mechanics-demo: install
 	$(PY) scripts/demo.py
 
 test: install

@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "safetensors==0.8.0",
     "regex==2026.11.15",  # CLIP's tokenizer splits text with Unicode classes (\p{L}, \p{N})
     "tqdm==4.70.1",
+    "matplotlib==3.11.2",  # the synthetic benchmark's figures (also required by lvis)
     # lvis asks for opencv-python and tf-models-official for opencv-python-headless; both own
     # cv2/. Pinning both to one release keeps the shared files identical; `make install`
     # reinstalls the headless build last so its binary is the one on disk.

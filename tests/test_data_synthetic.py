@@ -25,7 +25,7 @@ def test_same_seed_same_world_other_seed_other_world(tmp_path):
   synthetic.generate(b, synthetic.WorldSpec(seed=5, **SMALL))
   synthetic.generate(c, synthetic.WorldSpec(seed=6, **SMALL))
   files = _files(a)
-  assert files == _files(b) and len(files) == 6 + 4 + 5  # images + 3 JSONs + crops + world
+  assert files == _files(b) and len(files) == 6 + 4 + 6  # images + 4 JSONs + crops + world
   match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
   assert not mismatch and not errors
   assert not filecmp.cmp(os.path.join(a, "train.json"), os.path.join(c, "train.json"),
@@ -45,6 +45,22 @@ def test_novel_categories_are_unseen_combinations_of_base_attributes():
     synthetic.make_categories(synthetic.WorldSpec(num_novel=20))
 
 
+def test_a_novel_shape_makes_every_category_of_that_shape_novel():
+  spec = synthetic.WorldSpec(novel_shapes=("cross",), num_novel=2)
+  categories = synthetic.make_categories(spec)
+  novel = [c for c in categories if c["frequency"] == "r"]
+  base = [c for c in categories if c["frequency"] != "r"]
+  assert len(novel) == len(spec.colours) + 2
+  assert all(c["frequency"] == "r" for c in categories if c["shape"] == "cross")
+  assert not [c for c in base if c["shape"] == "cross"]  # never boxed in training
+  for c in novel:
+    if c["shape"] != "cross":  # the unseen combinations: both attributes seen in base
+      assert sum(b["shape"] == c["shape"] for b in base) >= 2
+    assert sum(b["colour"] == c["colour"] for b in base) >= 2
+  with pytest.raises(ValueError, match="novel_shapes"):
+    synthetic.WorldSpec(novel_shapes=("hexagon",))
+
+
 def test_train_is_base_only_val_is_complete_and_the_converter_reads_both(tmp_path):
   out = str(tmp_path / "world")
   spec = synthetic.WorldSpec(seed=1, **dict(SMALL, num_train_images=12))
@@ -53,8 +69,16 @@ def test_train_is_base_only_val_is_complete_and_the_converter_reads_both(tmp_pat
     train = json.load(f)
   with open(os.path.join(out, "val.json")) as f:
     val = json.load(f)
+  with open(os.path.join(out, "train_full.json")) as f:
+    train_full = json.load(f)
   novel_ids = {c["id"] for c in train["categories"] if c["frequency"] == "r"}
   assert not [a for a in train["annotations"] if a["category_id"] in novel_ids]
+  # The oracle's annotations: the same scenes, novel objects annotated too.
+  assert [a["bbox"] for a in train["annotations"]] == [
+      a["bbox"] for a in train_full["annotations"] if a["category_id"] not in novel_ids]
+  assert [a for a in train_full["annotations"] if a["category_id"] in novel_ids]
+  assert [i["file_name"] for i in train["images"]] == [i["file_name"] for i in train_full["images"]]
+  assert all(set(i["neg_category_ids"]).isdisjoint(novel_ids) for i in train["images"])
   assert [a for a in val["annotations"] if a["category_id"] in novel_ids]
   for ann in val["annotations"]:  # RLE masks agree with boxes and areas
     mask = conversion.segmentation_to_mask(ann["segmentation"], 64, 64)
@@ -82,8 +106,12 @@ def test_captioned_crops_cover_all_categories(tmp_path):
   crops, items = synthetic.load_captions(out)
   assert crops.shape == (90, 24, 24, 3) and crops.dtype == np.uint8
   categories = {c["id"]: c for c in synthetic.make_categories(synthetic.WorldSpec(seed=2))}
-  assert {i["category_id"] for i in items} == set(categories)  # novel ones too
-  for item in items:
+  background = [i for i in items if i["category_id"] == synthetic.BACKGROUND_CATEGORY_ID]
+  assert len(background) == 9  # background_crop_fraction 0.1 of 90
+  assert {i["caption"] for i in background} <= set(synthetic.BACKGROUND_CAPTIONS)
+  objects = [i for i in items if i["category_id"] != synthetic.BACKGROUND_CATEGORY_ID]
+  assert {i["category_id"] for i in objects} == set(categories)  # novel ones too
+  for item in objects:
     colour, shape = categories[item["category_id"]]["name"].split(" ")
     assert colour in item["caption"]
   assert len({i["caption"] for i in items}) > 40  # varied templates and synonyms

@@ -9,6 +9,7 @@ from tests.conftest import TINY_GIN
 from vild import losses
 from vild.data import toy
 from vild.modeling import factory
+from vild.modeling import learned_classifier
 from vild.modeling import region_tower
 from vild.modeling import text_classifier
 from vild.training import train_step
@@ -255,6 +256,21 @@ def test_custom_layers_round_trip_through_get_config():
   classifier = text_classifier.TextEmbeddingClassifier(embedding_dim=16, temperature=0.05)
   assert text_classifier.TextEmbeddingClassifier.from_config(
       classifier.get_config()).get_config() == classifier.get_config()
+  learned = learned_classifier.LearnedClassifier(num_classes=5, embedding_dim=16, temperature=0.05)
+  assert learned_classifier.LearnedClassifier.from_config(
+      learned.get_config()).get_config() == learned.get_config()
+
+
+def test_learned_classifier_scores_cosine_over_temperature():
+  classifier = learned_classifier.LearnedClassifier(num_classes=3, embedding_dim=4,
+                                                    temperature=0.05)
+  classifier.build(None)
+  rows = np.array([[0, 0, 0, 2], [3, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]], np.float32)
+  classifier.class_embeddings.assign(rows)  # [bg, class 1, class 2, class 3], not unit norm
+  region = tf.constant([[[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.6, 0.8]]])  # unit norm
+  logits = classifier(region).numpy()  # [1, 2, 4]
+  expected = np.array([[[0, 1, 0, 0], [0.8, 0, 0, 1.4 / np.sqrt(2)]]]) / 0.05
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_tiny_model_overfits_two_generated_images():
@@ -280,8 +296,8 @@ def test_supervised_baseline_has_learned_classes_that_cannot_change(batch):
   images, labels = batch
   out = training_outputs(model, images, labels)
   assert out["class_outputs"].shape == (2, 64, 1 + NUM_CLASSES)
-  kernel = [v for v in model.trainable_variables if "class_predict/kernel" in v.name]
-  assert kernel and tuple(kernel[0].shape) == (DIM, 1 + NUM_CLASSES)
+  classes = [v for v in model.trainable_variables if "class_embeddings" in v.name]
+  assert classes and tuple(classes[0].shape) == (1 + NUM_CLASSES, DIM)
   inference = model(images, labels["image_info"][:, 1, :], training=False)
   assert inference["detection_class_scores"].shape[-1] == NUM_CLASSES
   with pytest.raises(ValueError, match=r"9 classes given to a supervised model .* over 6"):

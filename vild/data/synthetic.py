@@ -3,18 +3,23 @@
 Categories are colour x shape combinations ("purple star"). Each novel category is an unseen
 COMBINATION of a colour and a shape that both appear in base categories ("purple star" novel
 while "purple circle" and "yellow star" are base), so a text encoder trained on captions can
-place novel names sensibly and a detector's region embeddings can generalise to them. Novel
-categories are tagged rare ('r'), base ones frequent or common ('f'/'c'), as in LVIS.
+place novel names sensibly and a detector's region embeddings can generalise to them. With
+`WorldSpec.novel_shapes`, every category of those shapes is novel too: a concept no training
+box shows, only the teacher's captions, as LVIS rare categories are new concepts (the
+benchmark's world, configs/synthetic/benchmark.gin). Novel categories are tagged rare ('r'),
+base ones frequent or common ('f'/'c'), as in LVIS.
 
 `generate(output_dir, spec)` writes, in LVIS v1 format so the real converter handles it:
 
   train.json, images/train/*.png  scenes of several objects with occlusion and varied sizes;
                                   ONLY base categories are annotated, novel objects still appear
+  train_full.json                 the same training scenes with every object annotated: the
+                                  data of the supervised base+novel baseline (the "oracle")
   val.json, images/val/*.png      the same kind of scenes, every object annotated
   crops.npy [N, S, S, 3] uint8, captions.json
                                   single-object crops of ALL categories with captions (varied
-                                  templates and synonyms): the "web image-text pairs" a
-                                  CLIP-like teacher learns from
+                                  templates and synonyms), and some background crops: the
+                                  "web image-text pairs" a CLIP-like teacher learns from
   world.json                      the spec and a summary
 
 Annotations carry RLE masks of the visible part of each object, boxes, areas and iscrowd=0.
@@ -60,6 +65,13 @@ CAPTION_TEMPLATES = (
     "a large {name}.", "this is {a} {name}.", "a {shape} that is {colour}.",
     "{a} {colour} coloured {shape}.",
 )
+# Crops with no object in the middle: what a detector's background proposals look like.
+BACKGROUND_CAPTIONS = (
+    "a grey background.", "an empty grey background.", "a plain background.",
+    "nothing but background.", "an empty patch of the scene.", "a blank grey surface.",
+    "the background of the scene.", "there is nothing in the image.",
+)
+BACKGROUND_CATEGORY_ID = 0  # category_id of the background crops in captions.json
 
 
 @gin.configurable
@@ -69,7 +81,9 @@ class WorldSpec:
 
   Attributes:
     colours, shapes: the attribute values; categories are all their combinations.
-    num_novel: how many combinations are novel ('r').
+    num_novel: how many unseen combinations of base colours and base shapes are novel ('r').
+    novel_shapes: shapes of which every category is novel: concepts the detector never sees
+      in a box, only the teacher in captions (as LVIS rare categories are new concepts).
     common_fraction: fraction of base categories tagged common ('c') rather than frequent.
     frequency_weights: how often a category of each frequency is drawn into a scene.
     image_size: square scene side in pixels.
@@ -78,11 +92,15 @@ class WorldSpec:
     max_occlusion: an object may lose at most this fraction of its area to later objects.
     num_train_images, num_val_images, num_crops: counts.
     crop_size: side of the captioned crops.
+    background_crop_fraction: fraction of the crops with no object in the middle (at most a
+      fragment of one at an edge), captioned as background. Web image-text data shows
+      empty scenes too; a teacher that never saw one embeds every crop as some object.
     seed: everything is a function of it.
   """
   colours: Tuple[str, ...] = tuple(COLOURS)
   shapes: Tuple[str, ...] = tuple(SHAPE_SYNONYMS)
   num_novel: int = 8
+  novel_shapes: Tuple[str, ...] = ()
   common_fraction: float = 0.4
   frequency_weights: Tuple[Tuple[str, float], ...] = (("f", 1.0), ("c", 0.4), ("r", 0.7))
   image_size: int = 128
@@ -93,6 +111,7 @@ class WorldSpec:
   num_val_images: int = 100
   num_crops: int = 4000
   crop_size: int = 32
+  background_crop_fraction: float = 0.1
   seed: int = 0
 
   def __post_init__(self):
@@ -101,6 +120,9 @@ class WorldSpec:
     if unknown:
       raise ValueError(f"WorldSpec: unknown colours/shapes {unknown}; known colours "
                        f"{tuple(COLOURS)}, shapes {tuple(SHAPE_SYNONYMS)}.")
+    if not set(self.novel_shapes) <= set(self.shapes):
+      raise ValueError(f"WorldSpec.novel_shapes {self.novel_shapes} must be among the shapes "
+                       f"{self.shapes}.")
     if not self.object_size[0] <= self.object_size[1] < self.image_size:
       raise ValueError(f"WorldSpec.object_size {self.object_size} must be (min, max) with "
                        f"max < image_size {self.image_size}.")
@@ -128,7 +150,11 @@ def novel_combinations(num_colours: int, num_shapes: int, num_novel: int) -> Lis
 
 def make_categories(spec: WorldSpec) -> List[dict]:
   """LVIS category dicts: id, name, synonyms, frequency, def (counts are added later)."""
-  novel = set(novel_combinations(len(spec.colours), len(spec.shapes), spec.num_novel))
+  base_shapes = [s for s in range(len(spec.shapes)) if spec.shapes[s] not in spec.novel_shapes]
+  novel = {(c, base_shapes[s]) for c, s in
+           novel_combinations(len(spec.colours), len(base_shapes), spec.num_novel)}
+  novel |= {(c, s) for c in range(len(spec.colours)) for s in range(len(spec.shapes))
+            if spec.shapes[s] in spec.novel_shapes}
   base = [(c, s) for c in range(len(spec.colours)) for s in range(len(spec.shapes))
           if (c, s) not in novel]
   rng = np.random.default_rng([spec.seed, 1])
@@ -243,18 +269,34 @@ def render_crop(rng: np.random.Generator, spec: WorldSpec, category: dict,
   size = spec.crop_size
   image = background(rng, size)
   if rng.random() < 0.3:
-    other = distractors[rng.integers(len(distractors))]
-    side = rng.uniform(0.5, 0.8) * size
-    edge = rng.choice([-0.1, 1.1], size=2) * size
-    centre = tuple(edge + rng.uniform(-0.1, 0.1, 2) * size)
-    mask = draw_shape_mask(other["shape"], size, centre, side, rng.uniform(-0.35, 0.35), 1.0)
-    image[mask] = _object_colour(rng, other["colour"])
+    _draw_edge_fragment(rng, image, distractors)
   side = rng.uniform(0.55, 0.95) * size
   centre = tuple(size / 2 + rng.uniform(-0.1, 0.1, 2) * size)
   mask = draw_shape_mask(category["shape"], size, centre, side, rng.uniform(-0.35, 0.35),
                          rng.uniform(0.85, 1.15))
   image[mask] = _object_colour(rng, category["colour"])
   return _finish(rng, image)
+
+
+def render_background_crop(rng: np.random.Generator, spec: WorldSpec,
+                           distractors: Sequence[dict]) -> np.ndarray:
+  """[S, S, 3] uint8: background, half the time with part of an object at an edge."""
+  image = background(rng, spec.crop_size)
+  if rng.random() < 0.5:
+    _draw_edge_fragment(rng, image, distractors)
+  return _finish(rng, image)
+
+
+def _draw_edge_fragment(rng: np.random.Generator, image: np.ndarray,
+                        distractors: Sequence[dict]) -> None:
+  """Draws, in place, part of a random object centred just outside a corner of the crop."""
+  size = image.shape[0]
+  other = distractors[rng.integers(len(distractors))]
+  side = rng.uniform(0.5, 0.8) * size
+  edge = rng.choice([-0.1, 1.1], size=2) * size
+  centre = tuple(edge + rng.uniform(-0.1, 0.1, 2) * size)
+  mask = draw_shape_mask(other["shape"], size, centre, side, rng.uniform(-0.35, 0.35), 1.0)
+  image[mask] = _object_colour(rng, other["colour"])
 
 
 def caption(rng: np.random.Generator, category: dict) -> str:
@@ -277,30 +319,39 @@ def _annotation(ann_id: int, image_id: int, category: dict, mask: np.ndarray) ->
 
 
 def write_split(output_dir: str, split: str, num_images: int, spec: WorldSpec,
-                categories: Sequence[dict], annotate_novel: bool,
-                rng: np.random.Generator) -> dict:
-  """Renders `num_images` scenes to images/<split>/ and returns the LVIS dict."""
+                categories: Sequence[dict], rng: np.random.Generator) -> dict:
+  """Renders `num_images` scenes to images/<split>/ and returns the LVIS dict, every object
+  annotated (`base_only` derives the training annotations)."""
   image_dir = os.path.join(output_dir, "images", split)
   os.makedirs(image_dir, exist_ok=True)
   images, annotations = [], []
   all_ids = {c["id"] for c in categories}
-  base_ids = {c["id"] for c in categories if c["frequency"] != "r"}
   for image_id in range(1, num_images + 1):
     image, objects = render_scene(rng, spec, categories)
     file_name = f"{split}/{image_id:06d}.png"
     with io.atomic_path(os.path.join(output_dir, "images", file_name)) as tmp:
       Image.fromarray(image).save(tmp, format="PNG")
-    annotatable = all_ids if annotate_novel else base_ids
     present = {c["id"] for c, _ in objects}
     for category, mask in objects:
-      if category["id"] in annotatable:
-        annotations.append(_annotation(len(annotations) + 1, image_id, category, mask))
+      annotations.append(_annotation(len(annotations) + 1, image_id, category, mask))
     images.append({"id": image_id, "file_name": file_name, "height": spec.image_size,
                    "width": spec.image_size, "not_exhaustive_category_ids": [],
-                   "neg_category_ids": sorted(annotatable - present)})
+                   "neg_category_ids": sorted(all_ids - present)})
   return {"info": {"description": f"vild synthetic world, {split} split", "format": FORMAT},
           "images": images, "annotations": annotations,
           "categories": _with_counts(categories, annotations)}
+
+
+def base_only(split: dict) -> dict:
+  """The split with novel ('r') annotations dropped, as LVIS training data of base categories:
+  negatives only among base categories, annotation ids renumbered, counts recomputed."""
+  base_ids = {c["id"] for c in split["categories"] if c["frequency"] != "r"}
+  annotations = [dict(a, id=i) for i, a in enumerate(
+      (a for a in split["annotations"] if a["category_id"] in base_ids), start=1)]
+  images = [dict(image, neg_category_ids=[c for c in image["neg_category_ids"] if c in base_ids])
+            for image in split["images"]]
+  return dict(split, images=images, annotations=annotations,
+              categories=_with_counts(split["categories"], annotations))
 
 
 def _with_counts(categories: Sequence[dict], annotations: Sequence[dict]) -> List[dict]:
@@ -315,13 +366,23 @@ def _with_counts(categories: Sequence[dict], annotations: Sequence[dict]) -> Lis
 
 def write_crops(output_dir: str, spec: WorldSpec, categories: Sequence[dict],
                 rng: np.random.Generator) -> dict:
-  """Captioned single-object crops of all categories, balanced over categories."""
-  order = np.resize(np.arange(len(categories)), spec.num_crops)
+  """Captioned crops: single objects of all categories, balanced over categories, and
+  `background_crop_fraction` background crops (category_id BACKGROUND_CATEGORY_ID)."""
+  num_background = round(spec.background_crop_fraction * spec.num_crops)
+  order = np.resize(np.arange(len(categories)), spec.num_crops - num_background)
+  order = np.concatenate([order, np.full([num_background], -1)])  # -1: background
   rng.shuffle(order)
-  crops = np.stack([render_crop(rng, spec, categories[k], categories) for k in order]) \
-      if spec.num_crops else np.zeros([0, spec.crop_size, spec.crop_size, 3], np.uint8)
-  items = [{"index": i, "category_id": categories[k]["id"], "caption": caption(rng, categories[k])}
-           for i, k in enumerate(order)]
+  crops, items = [np.zeros([0, spec.crop_size, spec.crop_size, 3], np.uint8)], []
+  for i, k in enumerate(order):
+    if k < 0:
+      crops.append(render_background_crop(rng, spec, categories)[np.newaxis])
+      items.append({"index": i, "category_id": BACKGROUND_CATEGORY_ID,
+                    "caption": BACKGROUND_CAPTIONS[rng.integers(len(BACKGROUND_CAPTIONS))]})
+    else:
+      crops.append(render_crop(rng, spec, categories[k], categories)[np.newaxis])
+      items.append({"index": i, "category_id": categories[k]["id"],
+                    "caption": caption(rng, categories[k])})
+  crops = np.concatenate(crops)
   with io.atomic_path(os.path.join(output_dir, "crops.npy")) as tmp:
     with open(tmp, "wb") as f:
       np.save(f, crops)
@@ -335,11 +396,13 @@ def generate(output_dir: str, spec: WorldSpec = WorldSpec()) -> dict:
   train_rng, val_rng, crop_rng = (np.random.default_rng([spec.seed, i]) for i in (2, 3, 4))
   logging.info("Synthetic world: %d categories (%d novel) -> %s", len(categories),
                spec.num_novel, output_dir)
-  train = write_split(output_dir, "train", spec.num_train_images, spec, categories, False,
-                      train_rng)
-  val = write_split(output_dir, "val", spec.num_val_images, spec, categories, True, val_rng)
+  train_full = write_split(output_dir, "train", spec.num_train_images, spec, categories,
+                           train_rng)
+  train = base_only(train_full)
+  val = write_split(output_dir, "val", spec.num_val_images, spec, categories, val_rng)
   captions = write_crops(output_dir, spec, categories, crop_rng)
-  for name, data in (("train.json", train), ("val.json", val), ("captions.json", captions)):
+  for name, data in (("train.json", train), ("train_full.json", train_full), ("val.json", val),
+                     ("captions.json", captions)):
     io.write_text_atomic(os.path.join(output_dir, name), json.dumps(data) + "\n")
   world = {
       "format": FORMAT,
@@ -355,7 +418,8 @@ def generate(output_dir: str, spec: WorldSpec = WorldSpec()) -> dict:
 
 
 def load_captions(output_dir: str) -> Tuple[np.ndarray, List[dict]]:
-  """(crops [N, S, S, 3] uint8, items [{index, category_id, caption}]) of a generated world."""
+  """(crops [N, S, S, 3] uint8, items [{index, category_id, caption}]) of a generated world;
+  background crops have category_id BACKGROUND_CATEGORY_ID (0)."""
   path = os.path.join(output_dir, "captions.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no captions; make the world with "

@@ -122,7 +122,8 @@ def build_classifier(embedding_dim: int, temperature: float = 0.01, kind: str = 
     if not num_learned_classes:
       raise ValueError("build_classifier: kind='learned' needs num_learned_classes (the size "
                        "of the training vocabulary).")
-    return learned_classifier.LearnedClassifier(num_learned_classes, embedding_dim)
+    return learned_classifier.LearnedClassifier(num_learned_classes, embedding_dim,
+                                                 temperature=temperature)
   raise ValueError(f"build_classifier.kind must be 'text' or 'learned', got {kind!r}.")
 
 
