@@ -18,9 +18,10 @@ METHODS = ("supervised_base", "supervised_all", "clip_on_crops", "vild_text", "v
 
 def _run(work_dir):
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-  subprocess.run([sys.executable, os.path.join(REPO, "scripts", "run_synthetic_benchmark.py"),
-                  "--quick", f"--work_dir={work_dir}"], check=True, env=env, cwd=REPO,
-                 capture_output=True)
+  run = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "run_synthetic_benchmark.py"),
+                        "--quick", f"--work_dir={work_dir}"], env=env, cwd=REPO,
+                       capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
   with open(os.path.join(work_dir, "results", "metrics.json")) as f:
     return json.load(f)
 

@@ -175,7 +175,7 @@ def for_iou_type(detections: List[dict], iou_type: str) -> List[dict]:
   small/medium/large split) come from the masks, as detectron2 does."""
   if iou_type != "segm":
     return copy.deepcopy(detections)
-  if "segmentation" not in detections[0]:
+  if detections and "segmentation" not in detections[0]:
     raise ValueError("segm evaluation needs 'segmentation' in the detections; evaluate a model "
                      "with a mask head or iou_types=('bbox',).")
   return [{k: copy.deepcopy(v) for k, v in d.items() if k != "bbox"} for d in detections]

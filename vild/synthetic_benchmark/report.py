@@ -102,6 +102,9 @@ def novel_category_ap(val_json: str, detection_files: Mapping[str, str],
   for name, path in detection_files.items():
     with open(path, encoding="utf-8") as f:
       detections = json.load(f)
+    if not detections:  # the lvis API cannot load an empty list; nothing found scores 0
+      table[name] = {category: 0.0 for category in novel.values()}
+      continue
     evaluator = lvis.LVISEval(gt, detections_lib.for_iou_type(detections, iou_type),
                               iou_type=iou_type)
     with lvis_metrics.numpy_float_alias(), contextlib.redirect_stdout(std_io.StringIO()):
