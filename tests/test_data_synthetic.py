@@ -115,3 +115,62 @@ def test_captioned_crops_cover_all_categories(tmp_path):
     colour, shape = categories[item["category_id"]]["name"].split(" ")
     assert colour in item["caption"]
   assert len({i["caption"] for i in items}) > 40  # varied templates and synonyms
+
+
+def test_crop_and_resize_samples_like_the_teachers_region_crops():
+  from vild.teacher import crops as crops_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, [40, 50, 3]).astype(np.uint8)
+  for box in ([3.0, 4.0, 30.0, 41.0], [10.5, 2.25, 20.0, 12.75], [0.0, 0.0, 40.0, 50.0]):
+    ours = synthetic.crop_and_resize(image, np.array(box), 16).astype(np.float64)
+    theirs = crops_lib.crop_regions(image, [box], 16).numpy()[0]
+    assert np.abs(ours - np.round(theirs)).max() <= 1  # uint8 rounding
+
+
+def test_caption_crops_frame_their_object_like_a_proposal():
+  spec = synthetic.WorldSpec(seed=3, **SMALL)
+  categories = synthetic.make_categories(spec)
+  rng = np.random.default_rng(0)
+  box = np.array([10.0, 20.0, 30.0, 30.0])  # 20 high, 10 wide
+  for _ in range(200):
+    framed = synthetic.frame_box(rng, box, spec.image_size)
+    assert (framed >= 0).all() and (framed <= spec.image_size).all()
+    centre = (framed[:2] + framed[2:]) / 2
+    assert np.all(np.abs(centre - (20, 25)) <= (2.01, 1.01)) or (
+        framed[[0, 1]] == 0).any() or (framed[[2, 3]] == spec.image_size).any()
+  covered = []
+  for category in categories:
+    crop = synthetic.render_crop(rng, spec, category, categories)
+    assert crop.shape == (24, 24, 3) and crop.dtype == np.uint8
+    centre = crop[8:16, 8:16].reshape(-1, 3).astype(float)
+    colour = np.array(synthetic.COLOURS[category["colour"]], float)
+    covered.append(np.mean(np.abs(centre - colour).max(axis=1) < 40))
+  # The captioned object fills the crop's centre, unless a neighbour occludes it there.
+  assert np.mean(np.array(covered) > 1 / 3) >= 0.8
+
+
+def test_rare_categories_can_be_rare_in_training_scenes_only(tmp_path):
+  out = str(tmp_path / "world")
+  spec = synthetic.WorldSpec(seed=4, train_rare_weight=0.0,
+                             **dict(SMALL, num_train_images=20, num_val_images=20))
+  synthetic.generate(out, spec)
+  with open(os.path.join(out, "train_full.json")) as f:
+    train_full = json.load(f)
+  with open(os.path.join(out, "val.json")) as f:
+    val = json.load(f)
+  rare = {c["id"] for c in val["categories"] if c["frequency"] == "r"}
+  assert not [a for a in train_full["annotations"] if a["category_id"] in rare]
+  assert [a for a in val["annotations"] if a["category_id"] in rare]
+  assert synthetic.scene_weights(spec, "val")["r"] == dict(spec.frequency_weights)["r"]
+
+
+def test_every_shape_draws_a_distinct_mask_of_about_its_side():
+  masks = {shape: synthetic.draw_shape_mask(shape, 64, (32, 32), 40, 0.0, 1.0)
+           for shape in synthetic.SHAPE_SYNONYMS}
+  for shape, mask in masks.items():
+    ys, xs = np.nonzero(mask)
+    assert 30 <= ys.max() - ys.min() + 1 <= 41 and 30 <= xs.max() - xs.min() + 1 <= 41, shape
+  # A crescent is the circle's disc with a bite out of it.
+  assert (masks["crescent"] & ~masks["circle"]).sum() == 0
+  assert 0.2 < masks["crescent"].sum() / masks["circle"].sum() < 0.6
+  assert synthetic.WorldSpec().shapes == synthetic.DEFAULT_SHAPES

@@ -17,9 +17,12 @@ base ones frequent or common ('f'/'c'), as in LVIS.
                                   data of the supervised base+novel baseline (the "oracle")
   val.json, images/val/*.png      the same kind of scenes, every object annotated
   crops.npy [N, S, S, 3] uint8, captions.json
-                                  single-object crops of ALL categories with captions (varied
-                                  templates and synonyms), and some background crops: the
-                                  "web image-text pairs" a CLIP-like teacher learns from
+                                  captioned photos of objects of ALL categories (varied
+                                  templates and synonyms), each cut from a scene of its own
+                                  around one object, framed loosely as proposals frame objects
+                                  (neighbours and occluders show), and some captioned
+                                  background regions: the "web image-text pairs" a CLIP-like
+                                  teacher learns from
   world.json                      the spec and a summary
 
 Annotations carry RLE masks of the visible part of each object, boxes, areas and iscrowd=0.
@@ -29,7 +32,7 @@ absent categories), so LVIS evaluation counts false positives everywhere.
 import dataclasses
 import json
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import gin
 import numpy as np
@@ -57,7 +60,10 @@ SHAPE_SYNONYMS = {
     "triangle": ("triangular shape", "three-sided shape"),
     "star": ("star shape", "five-pointed star"),
     "cross": ("plus sign", "cross shape"),
+    "crescent": ("crescent moon", "crescent shape"),
 }
+# The shapes of the default world; "crescent" is there for worlds with more concepts.
+DEFAULT_SHAPES = ("circle", "square", "triangle", "star", "cross")
 CAPTION_TEMPLATES = (
     "a photo of {a} {name}.", "{a} {name}.", "a picture of {a} {name}.", "{name}",
     "there is {a} {name} in the image.", "an image of {a} {name}.", "a drawing of {a} {name}.",
@@ -86,23 +92,28 @@ class WorldSpec:
       in a box, only the teacher in captions (as LVIS rare categories are new concepts).
     common_fraction: fraction of base categories tagged common ('c') rather than frequent.
     frequency_weights: how often a category of each frequency is drawn into a scene.
+    train_rare_weight: the weight of rare ('r') categories in TRAINING scenes, None = as in
+      frequency_weights. LVIS rare categories are rare in training (1-10 images each), so
+      their unannotated instances seldom teach a detector "background"; validation scenes
+      keep the frequency_weights so AP_novel is measured on enough instances.
     image_size: square scene side in pixels.
     object_size: (min, max) object side in pixels.
     objects_per_image: (min, max) objects drawn per scene.
     max_occlusion: an object may lose at most this fraction of its area to later objects.
     num_train_images, num_val_images, num_crops: counts.
-    crop_size: side of the captioned crops.
-    background_crop_fraction: fraction of the crops with no object in the middle (at most a
-      fragment of one at an edge), captioned as background. Web image-text data shows
+    crop_size: side of the captioned crops (each a region of a scene resized to this).
+    background_crop_fraction: fraction of the crops with no object in their central half (at
+      most parts of objects at the edges), captioned as background. Web image-text data shows
       empty scenes too; a teacher that never saw one embeds every crop as some object.
     seed: everything is a function of it.
   """
   colours: Tuple[str, ...] = tuple(COLOURS)
-  shapes: Tuple[str, ...] = tuple(SHAPE_SYNONYMS)
+  shapes: Tuple[str, ...] = DEFAULT_SHAPES
   num_novel: int = 8
   novel_shapes: Tuple[str, ...] = ()
   common_fraction: float = 0.4
   frequency_weights: Tuple[Tuple[str, float], ...] = (("f", 1.0), ("c", 0.4), ("r", 0.7))
+  train_rare_weight: Optional[float] = None
   image_size: int = 128
   object_size: Tuple[int, int] = (16, 52)
   objects_per_image: Tuple[int, int] = (2, 5)
@@ -202,9 +213,14 @@ def draw_shape_mask(shape: str, size: int, centre: Tuple[float, float], side: fl
   draw = ImageDraw.Draw(canvas)
   cx, cy = centre
   half_w, half_h = side / 2 * aspect, side / 2 / aspect
-  if shape == "circle":
+  if shape in ("circle", "crescent"):
     draw.ellipse([cx - 0.95 * half_w, cy - 0.95 * half_h, cx + 0.95 * half_w,
                   cy + 0.95 * half_h], fill=1)
+    if shape == "crescent":  # the disc minus a disc moved towards the rotated upper right
+      dx, dy = (0.45 * half_w * np.cos(rotation + np.pi / 4),
+                -0.45 * half_h * np.sin(rotation + np.pi / 4))
+      draw.ellipse([cx + dx - 0.75 * half_w, cy + dy - 0.75 * half_h, cx + dx + 0.75 * half_w,
+                    cy + dy + 0.75 * half_h], fill=0)
   else:
     points = _unit_polygon(shape)
     cos, sin = np.cos(rotation), np.sin(rotation)
@@ -231,21 +247,23 @@ def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
   return np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)
 
 
-def render_scene(rng: np.random.Generator, spec: WorldSpec, categories: Sequence[dict]
+def render_scene(rng: np.random.Generator, spec: WorldSpec, categories: Sequence[dict],
+                 weights: Dict[str, float], first: Optional[dict] = None
                  ) -> Tuple[np.ndarray, List[Tuple[dict, np.ndarray]]]:
   """One scene: image [S, S, 3] uint8 and (category, visible mask [S, S] bool) per object.
 
-  Objects are placed one after another; a placement that would hide more than
-  `max_occlusion` of an earlier object is retried, then skipped.
+  Categories are drawn with `weights` (frequency -> weight), except that the first object is
+  `first` when given; objects are placed one after another, and a placement that would hide
+  more than `max_occlusion` of an earlier object is retried, then skipped.
   """
   size = spec.image_size
-  weights = dict(spec.frequency_weights)
   probabilities = np.array([weights[c["frequency"]] for c in categories], np.float64)
   probabilities /= probabilities.sum()
   image = background(rng, size)
   objects: List[Tuple[dict, np.ndarray, np.ndarray]] = []  # (category, full mask, visible)
-  for _ in range(rng.integers(spec.objects_per_image[0], spec.objects_per_image[1] + 1)):
-    category = categories[rng.choice(len(categories), p=probabilities)]
+  for i in range(rng.integers(spec.objects_per_image[0], spec.objects_per_image[1] + 1)):
+    category = (first if i == 0 and first is not None
+                else categories[rng.choice(len(categories), p=probabilities)])
     for _ in range(10):
       side = rng.uniform(*spec.object_size)
       margin = side / 2
@@ -262,41 +280,76 @@ def render_scene(rng: np.random.Generator, spec: WorldSpec, categories: Sequence
   return _finish(rng, image), [(c, v) for c, _, v in objects]
 
 
+# ------------------------------------------------------------------------------------------
+# Captioned crops: the teacher's "web photos", framed as a detector's proposals frame objects.
+FRAME_SCALE = (0.9, 1.6)  # box side x this: the tight box to beyond ViLD's 1.5x crop
+FRAME_SHIFT = 0.1         # centre moved by up to this fraction of the box side
+FRAME_ASPECT = 0.15       # height and width scaled apart by up to this fraction
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+  """[4] (ymin, xmin, ymax, xmax) pixel box around a non-empty bool mask."""
+  rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+  return np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], np.float64)
+
+
+def frame_box(rng: np.random.Generator, box: np.ndarray, image_size: int) -> np.ndarray:
+  """A loose framing of `box`: scaled by FRAME_SCALE, shifted, aspect changed, clipped."""
+  height, width = box[2] - box[0], box[3] - box[1]
+  centre = (box[:2] + box[2:]) / 2 + rng.uniform(-FRAME_SHIFT, FRAME_SHIFT, 2) * (height, width)
+  half = (rng.uniform(*FRAME_SCALE) * (1 + rng.uniform(-FRAME_ASPECT, FRAME_ASPECT, 2))
+          * (height, width) / 2)
+  return np.clip(np.concatenate([centre - half, centre + half]), 0, image_size)
+
+
+def crop_and_resize(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+  """[size, size, 3] uint8: bilinear samples of `box` (pixels) at the centres of the output
+  pixels, as vild.teacher.crops.crop_regions cuts a region for the teacher (edges clamped)."""
+  height, width = image.shape[:2]
+  ys = box[0] + (np.arange(size) + 0.5) * (box[2] - box[0]) / size - 0.5
+  xs = box[1] + (np.arange(size) + 0.5) * (box[3] - box[1]) / size - 0.5
+  ys, xs = np.clip(ys, 0, height - 1), np.clip(xs, 0, width - 1)
+  y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+  y1, x1 = np.minimum(y0 + 1, height - 1), np.minimum(x0 + 1, width - 1)
+  wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+  pixels = image.astype(np.float64)
+  top = pixels[y0][:, x0] * (1 - wx) + pixels[y0][:, x1] * wx
+  bottom = pixels[y1][:, x0] * (1 - wx) + pixels[y1][:, x1] * wx
+  return np.clip(np.round(top * (1 - wy) + bottom * wy), 0, 255).astype(np.uint8)
+
+
 def render_crop(rng: np.random.Generator, spec: WorldSpec, category: dict,
-                distractors: Sequence[dict]) -> np.ndarray:
-  """[S, S, 3] uint8: one object filling most of the crop, like a proposal crop of a scene;
-  sometimes part of another object shows at an edge."""
-  size = spec.crop_size
-  image = background(rng, size)
-  if rng.random() < 0.3:
-    _draw_edge_fragment(rng, image, distractors)
-  side = rng.uniform(0.55, 0.95) * size
-  centre = tuple(size / 2 + rng.uniform(-0.1, 0.1, 2) * size)
-  mask = draw_shape_mask(category["shape"], size, centre, side, rng.uniform(-0.35, 0.35),
-                         rng.uniform(0.85, 1.15))
-  image[mask] = _object_colour(rng, category["colour"])
-  return _finish(rng, image)
+                categories: Sequence[dict]) -> np.ndarray:
+  """[S, S, 3] uint8: a photo of one object of `category`, cut from a scene of the world
+  around the object's visible box, framed loosely (`frame_box`): neighbours, occluders and
+  context show as they do in the 1x and 1.5x crops of a detector's proposals."""
+  image, objects = render_scene(rng, spec, categories, dict(spec.frequency_weights),
+                                first=category)
+  box = frame_box(rng, mask_box(objects[0][1]), spec.image_size)
+  return crop_and_resize(image, box, spec.crop_size)
 
 
 def render_background_crop(rng: np.random.Generator, spec: WorldSpec,
-                           distractors: Sequence[dict]) -> np.ndarray:
-  """[S, S, 3] uint8: background, half the time with part of an object at an edge."""
-  image = background(rng, spec.crop_size)
-  if rng.random() < 0.5:
-    _draw_edge_fragment(rng, image, distractors)
-  return _finish(rng, image)
-
-
-def _draw_edge_fragment(rng: np.random.Generator, image: np.ndarray,
-                        distractors: Sequence[dict]) -> None:
-  """Draws, in place, part of a random object centred just outside a corner of the crop."""
-  size = image.shape[0]
-  other = distractors[rng.integers(len(distractors))]
-  side = rng.uniform(0.5, 0.8) * size
-  edge = rng.choice([-0.1, 1.1], size=2) * size
-  centre = tuple(edge + rng.uniform(-0.1, 0.1, 2) * size)
-  mask = draw_shape_mask(other["shape"], size, centre, side, rng.uniform(-0.35, 0.35), 1.0)
-  image[mask] = _object_colour(rng, other["colour"])
+                           categories: Sequence[dict]) -> np.ndarray:
+  """[S, S, 3] uint8: a region of a scene with no object in its central half (objects may
+  show at its edges), sized like an object's framing."""
+  image, objects = render_scene(rng, spec, categories, dict(spec.frequency_weights))
+  occupied = np.zeros(image.shape[:2], bool)
+  for _, visible in objects:
+    occupied |= visible
+  best, best_filled = None, np.inf
+  for _ in range(20):
+    side = rng.uniform(*spec.object_size) * rng.uniform(*FRAME_SCALE)
+    corner = rng.uniform(0, spec.image_size - side, 2)
+    box = np.concatenate([corner, corner + side])
+    quarter = side / 4
+    y0, x0, y1, x1 = np.round(box + (quarter, quarter, -quarter, -quarter)).astype(int)
+    filled = occupied[y0:y1, x0:x1].mean()
+    if filled < best_filled:
+      best, best_filled = box, filled
+    if filled == 0:
+      break
+  return crop_and_resize(image, best, spec.crop_size)
 
 
 def caption(rng: np.random.Generator, category: dict) -> str:
@@ -318,16 +371,25 @@ def _annotation(ann_id: int, image_id: int, category: dict, mask: np.ndarray) ->
           "segmentation": {"size": list(mask.shape), "counts": rle["counts"].decode("ascii")}}
 
 
+def scene_weights(spec: WorldSpec, split: str) -> Dict[str, float]:
+  """Frequency -> weight of drawing a category into a scene of `split` ('train' or 'val')."""
+  weights = dict(spec.frequency_weights)
+  if split == "train" and spec.train_rare_weight is not None:
+    weights["r"] = spec.train_rare_weight
+  return weights
+
+
 def write_split(output_dir: str, split: str, num_images: int, spec: WorldSpec,
                 categories: Sequence[dict], rng: np.random.Generator) -> dict:
   """Renders `num_images` scenes to images/<split>/ and returns the LVIS dict, every object
   annotated (`base_only` derives the training annotations)."""
+  weights = scene_weights(spec, split)
   image_dir = os.path.join(output_dir, "images", split)
   os.makedirs(image_dir, exist_ok=True)
   images, annotations = [], []
   all_ids = {c["id"] for c in categories}
   for image_id in range(1, num_images + 1):
-    image, objects = render_scene(rng, spec, categories)
+    image, objects = render_scene(rng, spec, categories, weights)
     file_name = f"{split}/{image_id:06d}.png"
     with io.atomic_path(os.path.join(output_dir, "images", file_name)) as tmp:
       Image.fromarray(image).save(tmp, format="PNG")
