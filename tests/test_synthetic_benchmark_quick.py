@@ -42,6 +42,12 @@ def test_quick_benchmark_runs_every_stage_and_a_rerun_reuses_them(tmp_path):
   assert base["segm"]["AP_novel"] == 0 and base["bbox"]["AP_novel"] == 0
   assert len(metrics["targets"]) == 5 and metrics["teacher"]["zero_shot_accuracy"]["chance"]
   assert not any(metrics["cached"].values())
+  # Every cosine classifier scores at the teacher's own temperature (CLIP's would be 0.01).
+  temperature = metrics["teacher"]["temperature"]
+  assert 0.01 <= temperature < 1
+  for name in ("supervised_base", "vild_text", "vild_ensemble_w0.5"):
+    with open(os.path.join(work_dir, name, "model", "config.gin")) as f:
+      assert f"build_classifier.temperature = {temperature!r}" in f.read(), name
   results = os.path.join(work_dir, "results")
   for name in ("RESULTS.md", "ap_novel_vs_w.png", "detection_grid.png"):
     assert os.path.getsize(os.path.join(results, name)) > 0

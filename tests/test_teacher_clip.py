@@ -227,3 +227,13 @@ def test_config_errors_name_the_problem():
         source="my/config.json")
   with pytest.raises(clip_config.CLIPConfigError, match="unknown CLIP preset"):
     clip_config.preset("vit_h14")
+
+
+def test_temperature_is_one_over_the_learned_logit_scale(teacher, expected):
+  _, arrays = expected
+  assert teacher.temperature == pytest.approx(1 / np.exp(float(arrays["logit_scale"])), rel=1e-6)
+  teacher.model.logit_scale.assign(np.log(100.0))  # CLIP's clip value: ViLD's 0.01
+  try:
+    assert teacher.temperature == pytest.approx(0.01, rel=1e-6)
+  finally:
+    teacher.model.logit_scale.assign(float(arrays["logit_scale"]))

@@ -42,10 +42,13 @@ class Method:
   def distills(self) -> bool:
     return self.distillation != "none"
 
-  def bindings(self, num_classes: int, embedding_dim: int) -> Tuple[str, ...]:
-    """Gin bindings of this method; `num_classes` is the size of its training vocabulary."""
+  def bindings(self, num_classes: int, embedding_dim: int, temperature: float
+               ) -> Tuple[str, ...]:
+    """Gin bindings of this method; `num_classes` is the size of its training vocabulary,
+    `embedding_dim` the teacher's and `temperature` that of its cosine classifier."""
     bindings = [
         f"training_vocabulary.classes = '{self.classes}'",
+        f"build_classifier.temperature = {temperature!r}",
         f"build_vild_model.distillation = '{self.distillation}'",
         f"ViLDLoss.text_loss_weight = {self.text_loss_weight}",
         f"ViLDLoss.distill_loss_weight = {self.distill_loss_weight}",

@@ -285,7 +285,9 @@ def render_markdown(spec, table, targets: Sequence[Target],
       "crops of all categories. Zero-shot accuracy on "
       f"{teacher['num_held_out_crops']} held-out crops with prompt-ensembled class "
       f"embeddings: base {100 * accuracy['base']:.1f}%, novel {100 * accuracy['novel']:.1f}% "
-      f"(chance {100 * accuracy['chance']:.1f}%).",
+      f"(chance {100 * accuracy['chance']:.1f}%). Its learned temperature "
+      f"{teacher['temperature']:.3f} (CLIP's: 0.01) is every cosine classifier's below"
+      f"{' (BenchmarkSpec.temperature overrides it: ' + str(spec.temperature) + ')' if spec.temperature else ''}.",
       f"- Detectors: every method trains `{spec.detector_gin}` "
       f"{'with ' + ', '.join(spec.detector_bindings) + ' ' if spec.detector_bindings else ''}"
       "(the same budget); distillation from "

@@ -56,6 +56,12 @@ class CLIPTeacher(interface.Teacher):
   def image_size(self) -> int:
     return self.config.vision.image_size
 
+  @property
+  def temperature(self) -> float:
+    """1 / the learned logit scale: the softmax temperature of this CLIP's own image-text
+    scores. OpenAI's CLIP ends at the clip value 100, hence ViLD's 0.01."""
+    return float(1.0 / np.exp(float(self.model.logit_scale.numpy())))
+
   # ------------------------------------------------------------------------------------------
   # Graph-friendly cores (usable inside tf.data / other tf.functions).
   def embed_pixels(self, images: tf.Tensor) -> tf.Tensor:

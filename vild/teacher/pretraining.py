@@ -292,6 +292,7 @@ def pretrain_teacher(world_dir: str, output_dir: str,
   report = {
       "spec": dataclasses.asdict(spec),
       "config": config.to_dict(),
+      "temperature": teacher.temperature,
       "num_train_crops": int(len(train)),
       "num_held_out_crops": int(len(held)),
       **evaluation,
