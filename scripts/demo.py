@@ -13,7 +13,8 @@ from absl import app
 from absl import flags
 import gin
 import numpy as np
-import tensorflow as tf
+import vild  # noqa: F401  (first: sets TensorFlow's CPU kernels before TensorFlow loads)
+import tensorflow as tf  # noqa: I100
 import tf_keras
 
 from vild import losses

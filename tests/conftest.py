@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import vild  # noqa: E402,F401  (first: sets TensorFlow's CPU kernels before TensorFlow loads)
 import gin  # noqa: E402
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
