@@ -104,7 +104,7 @@ class Evaluator:
       teacher_adapters.check_embedding_dim(teacher, model.embedding_dim)
       self._region_embedder = crops.RegionEmbedder(teacher, batch_size=teacher_batch_size)
 
-  @tf.function
+  @tf.function(autograph=False)
   def _predict(self, images, labels) -> Dict[str, tf.Tensor]:
     outputs = train_step.forward(self.model, images, labels, training=False,
                                  text_embeddings=self._text_embeddings,
@@ -114,12 +114,12 @@ class Evaluator:
     # float32 for the numpy post-processing, whatever the compute precision.
     return _evaluated(outputs)
 
-  @tf.function
+  @tf.function(autograph=False)
   def _propose(self, images, labels):
     return self.model.propose(images, labels["image_info"][:, 1, :],
                               labels.get("anchor_boxes"), training=False)
 
-  @tf.function
+  @tf.function(autograph=False)
   def _detect_with_teacher(self, features, proposals, labels, teacher_embeddings):
     return _evaluated(self.model.detect_with_teacher(
         features, proposals, labels["image_info"][:, 1, :], teacher_embeddings,
