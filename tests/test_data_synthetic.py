@@ -14,6 +14,11 @@ SMALL = dict(num_train_images=6, num_val_images=4, num_crops=40, image_size=64,
              object_size=(12, 28), crop_size=24)
 
 
+def _load(world_dir, name):
+  with open(os.path.join(world_dir, f"{name}.json")) as f:
+    return json.load(f)
+
+
 def _files(root):
   return sorted(os.path.relpath(os.path.join(d, f), root)
                 for d, _, files in os.walk(root) for f in files)
@@ -65,12 +70,7 @@ def test_train_is_base_only_val_is_complete_and_the_converter_reads_both(tmp_pat
   out = str(tmp_path / "world")
   spec = synthetic.WorldSpec(seed=1, **dict(SMALL, num_train_images=12))
   synthetic.generate(out, spec)
-  with open(os.path.join(out, "train.json")) as f:
-    train = json.load(f)
-  with open(os.path.join(out, "val.json")) as f:
-    val = json.load(f)
-  with open(os.path.join(out, "train_full.json")) as f:
-    train_full = json.load(f)
+  train, val, train_full = (_load(out, n) for n in ("train", "val", "train_full"))
   novel_ids = {c["id"] for c in train["categories"] if c["frequency"] == "r"}
   assert not [a for a in train["annotations"] if a["category_id"] in novel_ids]
   # The oracle's annotations: the same scenes, novel objects annotated too.
@@ -154,10 +154,7 @@ def test_rare_categories_can_be_rare_in_training_scenes_only(tmp_path):
   spec = synthetic.WorldSpec(seed=4, train_rare_weight=0.0,
                              **dict(SMALL, num_train_images=20, num_val_images=20))
   synthetic.generate(out, spec)
-  with open(os.path.join(out, "train_full.json")) as f:
-    train_full = json.load(f)
-  with open(os.path.join(out, "val.json")) as f:
-    val = json.load(f)
+  train_full, val = _load(out, "train_full"), _load(out, "val")
   rare = {c["id"] for c in val["categories"] if c["frequency"] == "r"}
   assert not [a for a in train_full["annotations"] if a["category_id"] in rare]
   assert [a for a in val["annotations"] if a["category_id"] in rare]
