@@ -75,3 +75,25 @@ def test_short_pretraining_lowers_the_loss_and_saves_a_loadable_teacher(tmp_path
   assert teacher.embedding_dim == 16 and teacher.image_size == 16
   text = teacher.encode_text(["a red star."])
   np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_same_seed_trains_the_same_teacher_and_another_seed_another():
+  rng = np.random.default_rng(0)
+  crops = rng.integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8)
+  tokens = rng.integers(1, 100, size=(24, 8)).astype(np.int32)
+  categories = np.arange(24) % 6
+  config = pretraining.teacher_config(embed_dim=8, image_size=16, patch_size=8,
+                                      vision_width=16, vision_layers=1, text_width=16,
+                                      text_layers=1, heads=2, context_length=8)
+
+  def weights(seed):
+    spec = pretraining.PretrainingSpec(steps=3, batch_size=8, warmup_steps=1, seed=seed)
+    model, losses = pretraining.train_clip(crops, tokens, categories, config, spec)
+    return [v.numpy() for v in model.trainable_variables], losses
+
+  (first, first_losses), (again, again_losses) = weights(0), weights(0)
+  assert first_losses == again_losses  # initialisation included (tf_keras seeds it)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  other, _ = weights(1)
+  assert any(not np.array_equal(a, b) for a, b in zip(first, other))

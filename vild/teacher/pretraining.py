@@ -169,7 +169,7 @@ def train_clip(crops: np.ndarray, token_ids: np.ndarray, category_ids: np.ndarra
   if crops.shape[1] != config.vision.image_size:
     raise ValueError(f"crops are {crops.shape[1]} px but the teacher takes "
                      f"{config.vision.image_size} px; set teacher_config.image_size.")
-  tf.random.set_seed(spec.seed)
+  tf_keras.utils.set_random_seed(spec.seed)  # tf_keras initializers ignore tf.random.set_seed
   model = clip_model.build_clip_model(config)
   optimizer = _optimizer(spec)
   optimizer.build(model.trainable_variables)  # slots now, so the step is traced once
