@@ -81,10 +81,9 @@ class BenchmarkSpec:
     templates: prompt templates of the text embeddings ('vild': the 63 of the release).
     temperature: T of every cosine classifier (the detectors' text head and ViLD-ensemble's
       image branch, the supervised baselines' learned rows, CLIP on cropped regions). None:
-      the teacher's own, 1 / its learned logit scale. The paper's 0.01 is CLIP's (logit scale
-      100); the tiny teacher learns a scale near 16, and scored at 0.01 against it a detector
-      needs cosine margins of only ~0.01, so its region embeddings stay far from the teacher's
-      space and drift towards novel names (docs/synthetic_benchmark.md, "What we tried").
+      the teacher's own, 1 / its learned logit scale, as the paper's 0.01 is CLIP's (logit
+      scale 100). The tiny teacher learns a scale near 17 (T about 0.06): its class embeddings
+      are spread for that scale, not for 100 (docs/synthetic_benchmark.md, "What we tried").
     clip_on_crops_proposals: proposals per validation image it classifies.
     grid_images: validation images in the detection grid figure.
     grid_methods: its rows, among 'vild_text', 'vild' and 'vild_ensemble' (at vild_weight).
