@@ -65,6 +65,20 @@ def category_counts(val_json: str) -> Dict[str, int]:
   return counts
 
 
+def novel_object_counts(world_dir: str) -> Dict[str, Dict[str, int]]:
+  """{'train' | 'val': {'novel': objects of novel categories, 'all': every object}} of the
+  world's scenes. Training annotations drop the novel objects, but the scenes still show them
+  (train_full.json annotates every object)."""
+  counts = {}
+  for split, file_name in (("train", "train_full.json"), ("val", "val.json")):
+    with open(os.path.join(world_dir, file_name), encoding="utf-8") as f:
+      data = json.load(f)
+    novel = {c["id"] for c in data["categories"] if c["frequency"] == "r"}
+    counts[split] = {"novel": sum(a["category_id"] in novel for a in data["annotations"]),
+                     "all": len(data["annotations"])}
+  return counts
+
+
 def novel_and_base(metrics: Mapping[str, float], iou_type: str,
                    counts: Mapping[str, int]) -> Dict[str, float]:
   """AP, AP_novel (= APr) and AP_base (the mean over f + c categories), in points.
@@ -265,6 +279,7 @@ def render_markdown(spec, table, targets: Sequence[Target],
                     per_category: Mapping[str, Mapping[str, float]]) -> str:
   teacher = stage_results["teacher"].summary
   world = stage_results["world"].summary
+  objects = novel_object_counts(stage_results["world"].directory)
   accuracy = teacher["zero_shot_accuracy"]
   total = sum(r.seconds for r in stage_results.values())
   lines = [
@@ -278,9 +293,10 @@ def render_markdown(spec, table, targets: Sequence[Target],
       "",
       f"- World: {counts['f'] + counts['c']} base and {counts['r']} novel categories with "
       f"validation annotations; novel: {', '.join(world['novel'])}. Training boxes of base "
-      f"categories only ({world['num_train_annotations']} annotations; novel objects appear "
-      "unannotated); validation fully annotated "
-      f"({world['num_val_annotations']} annotations).",
+      f"categories only ({world['num_train_annotations']} annotations); the training scenes "
+      f"also show {objects['train']['novel']} novel objects, unannotated, among "
+      f"{objects['train']['all']}. Validation fully annotated "
+      f"({world['num_val_annotations']} annotations, {objects['val']['novel']} of them novel).",
       f"- Teacher: a tiny CLIP trained from scratch on {teacher['num_train_crops']} captioned "
       "crops of all categories. Zero-shot accuracy on "
       f"{teacher['num_held_out_crops']} held-out crops with prompt-ensembled class "
