@@ -121,8 +121,12 @@ def novel_category_ap(val_json: str, detection_files: Mapping[str, str],
       continue
     evaluator = lvis.LVISEval(gt, detections_lib.for_iou_type(detections, iou_type),
                               iou_type=iou_type)
+    # Categories are matched independently: evaluating only the novel ones gives their AP
+    # unchanged, in a fifth of the time.
+    evaluator.params.cat_ids = sorted(novel)
     with lvis_metrics.numpy_float_alias(), contextlib.redirect_stdout(std_io.StringIO()):
-      evaluator.run()
+      evaluator.evaluate()
+      evaluator.accumulate()
     precision = evaluator.eval["precision"]  # [IoU thresholds, recalls, categories, areas]
     row = {}
     for k, category in enumerate(evaluator.params.cat_ids):
