@@ -6,7 +6,5 @@ docs/benchmarks.md.
 """
 import os
 
-import vild  # noqa: F401  (first: sets TensorFlow's CPU kernels before TensorFlow loads)
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_GIN = os.path.join(REPO, "configs", "tiny", "vild_tiny.gin")

@@ -19,8 +19,11 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
+from vild import cpu_kernels
 
-from vild.synthetic_benchmark import synthetic
+cpu_kernels.prefer_onednn()  # every model here is tiny: oneDNN halves its step on AVX2 CPUs
+
+from vild.synthetic_benchmark import synthetic  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,13 +14,4 @@ Where ViLD differs from Mask R-CNN the code lives in a module named for it:
   vild.modeling.vild_model     the model's forward pass, one screen, in paper order
   vild.losses                  ViLD-text cross-entropy and ViLD-image L1 distillation
 """
-import os
-
-# oneDNN kernels for TensorFlow's CPU ops. TensorFlow turns them on by itself only on CPUs with
-# AVX-512 VNNI/BF16/AMX; on AVX2 machines (these 2-core hosts, most laptops) they are off, and
-# there they halve a tiny ViLD training step (mask-head and region-tower convolution gradients
-# dominate it: docs/synthetic_benchmark.md, "Time"). It must be set before TensorFlow is first
-# imported; a value the user set wins (TF_ENABLE_ONEDNN_OPTS=0 turns them off).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
 __version__ = "0.1.0"
