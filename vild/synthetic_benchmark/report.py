@@ -52,6 +52,11 @@ GRID_SCORE_THRESHOLD = 0.3
 
 # ------------------------------------------------------------------------------------------
 # Numbers.
+def novel_names(categories: Sequence[dict]) -> Dict[int, str]:
+  """{id: name} of the novel categories: LVIS frequency 'r', as the world marks them."""
+  return {c["id"]: c["name"] for c in categories if c["frequency"] == "r"}
+
+
 def category_counts(val_json: str) -> Dict[str, int]:
   """Categories of each LVIS frequency with at least one validation annotation: the ones the
   LVIS API averages over (others have no precision)."""
@@ -73,7 +78,7 @@ def novel_object_counts(world_dir: str) -> Dict[str, Dict[str, int]]:
   for split, file_name in (("train", "train_full.json"), ("val", "val.json")):
     with open(os.path.join(world_dir, file_name), encoding="utf-8") as f:
       data = json.load(f)
-    novel = {c["id"] for c in data["categories"] if c["frequency"] == "r"}
+    novel = novel_names(data["categories"])
     counts[split] = {"novel": sum(a["category_id"] in novel for a in data["annotations"]),
                      "all": len(data["annotations"])}
   return counts
@@ -111,7 +116,7 @@ def novel_category_ap(val_json: str, detection_files: Mapping[str, str],
   APr averages these; per category it shows which novel concepts each method finds.
   """
   gt = lvis.LVIS(val_json)
-  novel = {c["id"]: c["name"] for c in gt.dataset["categories"] if c["frequency"] == "r"}
+  novel = novel_names(gt.dataset["categories"])
   table = {}
   for name, path in detection_files.items():
     with open(path, encoding="utf-8") as f:
@@ -212,7 +217,7 @@ def novel_rich_images(val_json: str, count: int) -> List[Tuple[str, List[str]]]:
   """(file name, novel names) of the `count` validation images with most novel objects."""
   with open(val_json, encoding="utf-8") as f:
     data = json.load(f)
-  novel = {c["id"]: c["name"] for c in data["categories"] if c["frequency"] == "r"}
+  novel = novel_names(data["categories"])
   per_image: Dict[int, List[str]] = {}
   for ann in data["annotations"]:
     if ann["category_id"] in novel:
