@@ -117,7 +117,8 @@ class StageRunner:
     order. A failing job raises once the others have finished or been cancelled."""
     pending: List[Tuple[Job, str]] = []
     for job in jobs:
-      key, result = self._reusable(job.name, job.config, job.inputs)
+      key, result = self._reusable(job.name, job.config, job.inputs,
+                                   "computing" if workers <= 0 else "queued")
       if result is None:
         pending.append((job, key))
     if workers <= 0:
@@ -138,7 +139,8 @@ class StageRunner:
           self._finish(job.name, key, job.config, job.inputs, summary, seconds, cpu_seconds)
     return [self.results[job.name] for job in jobs]
 
-  def _reusable(self, name, config, inputs) -> Tuple[str, Optional[StageResult]]:
+  def _reusable(self, name, config, inputs, verb: str = "computing"
+                ) -> Tuple[str, Optional[StageResult]]:
     """(the stage's key, its finished result when one with that key can be reused)."""
     directory = os.path.join(self.work_dir, name)
     key = stage_key(name, config, inputs)
@@ -146,7 +148,7 @@ class StageRunner:
     if done is None or done["key"] != key or self._forced(name):
       reason = ("forced" if self._forced(name) else "new" if done is None
                 else "config or inputs changed")
-      logging.info("[%s] Stage %s: computing (%s) in %s.", self._elapsed(), name, reason,
+      logging.info("[%s] Stage %s: %s (%s) in %s.", self._elapsed(), name, verb, reason,
                    directory)
       return key, None
     logging.info("[%s] Stage %s: reusing %s (computed in %.0f s on %s).", self._elapsed(),
