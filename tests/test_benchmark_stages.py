@@ -1,5 +1,6 @@
 """Cached pipeline stages: reuse, config changes, --force and its downstream, killed stages,
 and independent stages run in worker processes."""
+import multiprocessing
 import os
 
 import pytest
@@ -132,3 +133,26 @@ def test_run_all_runs_the_setup_in_each_worker_and_raises_a_failing_job(tmp_path
     runner.run_all([stages.Job("c", {}, fail), stages.Job("d", {}, write_pid, ("d",))],
                    workers=2)
   assert stages.read_done(str(tmp_path / "c")) is None
+
+
+def hold_lock(work_dir, ready, release):
+  with stages.work_dir_lock(work_dir):
+    ready.set()
+    release.wait(30)
+
+
+def test_a_work_dir_holds_one_run_at_a_time(tmp_path):
+  context = multiprocessing.get_context("spawn")
+  ready, release = context.Event(), context.Event()
+  holder = context.Process(target=hold_lock, args=(str(tmp_path), ready, release))
+  holder.start()
+  try:
+    assert ready.wait(60)
+    with pytest.raises(RuntimeError, match=f"in use by another run \\(process {holder.pid}\\)"):
+      with stages.work_dir_lock(str(tmp_path)):
+        pass
+  finally:
+    release.set()
+    holder.join(30)
+  with stages.work_dir_lock(str(tmp_path)):  # free again once the holder is gone
+    pass

@@ -221,26 +221,27 @@ def run_ablations(work_dir: str, results_dir: Optional[str] = None,
   start = time.time()
   pipeline = benchmark.Pipeline(work_dir, spec, force)
   spec, ablation = pipeline.spec, ablation or AblationSpec()
-  benchmark.run_demo_rows(pipeline)
-  pipeline.run_jobs([pipeline.teacher_job(steps) for steps in ablation.teacher_steps])
-  results_dir = results_dir or os.path.join(pipeline.work_dir, "results")
-  rows = variant_rows(spec, ablation)
+  with stages.work_dir_lock(pipeline.work_dir):
+    benchmark.run_demo_rows(pipeline)
+    pipeline.run_jobs([pipeline.teacher_job(steps) for steps in ablation.teacher_steps])
+    results_dir = results_dir or os.path.join(pipeline.work_dir, "results")
+    rows = variant_rows(spec, ablation)
 
-  def report():
-    return ablation_report.write_report(results_dir, pipeline, ablation, rows,
-                                        clip_variants(ablation), command=command,
-                                        run_seconds=time.time() - start)
+    def report():
+      return ablation_report.write_report(results_dir, pipeline, ablation, rows,
+                                          clip_variants(ablation), command=command,
+                                          run_seconds=time.time() - start)
 
-  # What trains nothing first, and a report of it: the CLIP-on-crops investigation is there
-  # in minutes; then every trained row.
-  cheap = [pipeline.vild_text_plus_clip_job(seed) for seed in spec.seeds]
-  cheap += [diagnostics_job(pipeline, seed) for seed in spec.seeds]
-  cheap.append(evaluation_noise_job(pipeline, ablation.bootstrap_resamples))
-  cheap += [pipeline.clip_on_crops_job(seed, clip_spec, variant, name=name)
-            for name, (_, clip_spec, variant) in clip_variants(ablation).items()
-            for seed in spec.seeds]
-  pipeline.run_jobs(cheap)
-  report()
-  pipeline.run_jobs([pipeline.detector_job(row, seed) for group in rows.values()
-                     for row in group for seed in spec.seeds])
-  return report()
+    # What trains nothing first, and a report of it: the CLIP-on-crops investigation is there
+    # in minutes; then every trained row.
+    cheap = [pipeline.vild_text_plus_clip_job(seed) for seed in spec.seeds]
+    cheap += [diagnostics_job(pipeline, seed) for seed in spec.seeds]
+    cheap.append(evaluation_noise_job(pipeline, ablation.bootstrap_resamples))
+    cheap += [pipeline.clip_on_crops_job(seed, clip_spec, variant, name=name)
+              for name, (_, clip_spec, variant) in clip_variants(ablation).items()
+              for seed in spec.seeds]
+    pipeline.run_jobs(cheap)
+    report()
+    pipeline.run_jobs([pipeline.detector_job(row, seed) for group in rows.values()
+                       for row in group for seed in spec.seeds])
+    return report()

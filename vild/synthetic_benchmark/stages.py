@@ -19,8 +19,10 @@ training step keeps about one core busy however many threads it has, so on 2 cor
 single-thread trainings finish in about the time of one (docs/synthetic_benchmark.md, "Time").
 """
 from concurrent import futures
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -35,6 +37,7 @@ from absl import logging
 from vild.utils import io
 
 DONE_FILE = "DONE.json"
+LOCK_FILE = "RUNNING.lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +191,30 @@ class StageRunner:
     """Run time so far and stages finished, for the progress lines."""
     minutes = (time.time() - self._start) / 60
     return f"{minutes:5.1f} min, {len(self.results)} stages done"
+
+
+@contextlib.contextmanager
+def work_dir_lock(work_dir: str):
+  """Holds `work_dir` for one run: a second run on it would empty the stage directories the
+  first is writing. The lock (flock on LOCK_FILE, which names the holder's pid) goes with the
+  process, so a killed run leaves nothing to clean up."""
+  os.makedirs(work_dir, exist_ok=True)
+  path = os.path.join(work_dir, LOCK_FILE)
+  with open(path, "a+", encoding="utf-8") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      raise RuntimeError(f"{work_dir} is in use by another run (process {f.read().strip()}); "
+                         "wait for it to finish or give another --work_dir.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_done(directory: str) -> Optional[dict]:

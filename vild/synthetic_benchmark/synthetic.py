@@ -595,9 +595,10 @@ def run_benchmark(work_dir: str, results_dir: Optional[str] = None,
   start = time.time()
   pipeline = Pipeline(work_dir, spec, force)
   spec = pipeline.spec
-  run_demo_rows(pipeline)
-  grid = pipeline.detection_grid()
-  results_dir = results_dir or os.path.join(pipeline.work_dir, "results")
-  return report_lib.write_report(results_dir, spec, pipeline,
-                                 os.path.join(grid.directory, GRID_FILE), command=command,
-                                 run_seconds=time.time() - start)
+  with stages.work_dir_lock(pipeline.work_dir):
+    run_demo_rows(pipeline)
+    grid = pipeline.detection_grid()
+    results_dir = results_dir or os.path.join(pipeline.work_dir, "results")
+    return report_lib.write_report(results_dir, spec, pipeline,
+                                   os.path.join(grid.directory, GRID_FILE), command=command,
+                                   run_seconds=time.time() - start)
