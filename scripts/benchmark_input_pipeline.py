@@ -7,13 +7,13 @@ Speed depends on the machine and its load; this is a benchmark, not a test.
 """
 import time
 
-import gin
 from absl import app
 from absl import flags
 from absl import logging
 
 from vild import vocabulary as vocabulary_lib
 from vild.data import input_pipeline
+from vild.utils import gin_config
 
 flags.DEFINE_string("file_pattern", None, "TFRecord glob.")
 flags.DEFINE_string("vocabulary", None, "Vocabulary file (e.g. the LVIS JSON); the base "
@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+  gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
   vocabulary = vocabulary_lib.Vocabulary.from_file(FLAGS.vocabulary)
   if FLAGS.is_training:
     vocabulary = vocabulary.subset(vocabulary.base_mask)

@@ -11,7 +11,6 @@ import time
 
 from absl import app
 from absl import flags
-import gin
 import numpy as np
 from vild import cpu_kernels
 
@@ -25,6 +24,7 @@ from vild import vocabulary as vocabulary_lib  # noqa: E402
 from vild.data import toy  # noqa: E402
 from vild.modeling import factory  # noqa: E402
 from vild.training import train_step  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", ["configs/tiny/vild_tiny.gin"], "Gin config files.")
@@ -55,7 +55,7 @@ def print_detections(title, out, names, limit=5):
 
 def main(_):
   tf.random.set_seed(FLAGS.seed)
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+  gin_config.parse(FLAGS.gin_file, FLAGS.gin_param)
   start = time.time()
   model = factory.build_vild_model(image_size=IMAGE_SIZE)
   params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)

@@ -14,12 +14,12 @@ e.g. --gin_bindings='WorldSpec.object_size = (20, 60)'.
 """
 import time
 
-import gin
 from absl import app
 from absl import flags
 from absl import logging
 
 from vild.data import synthetic
+from vild.utils import gin_config
 
 flags.DEFINE_string("output_dir", None, "Where the world is written.")
 flags.DEFINE_integer("seed", 0, "Everything is a function of the seed.")
@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  gin.parse_config(FLAGS.gin_bindings)
+  gin_config.parse([], FLAGS.gin_bindings, finalize=False)
   spec = synthetic.WorldSpec(
       seed=FLAGS.seed, num_train_images=FLAGS.num_train_images,
       num_val_images=FLAGS.num_val_images, num_crops=FLAGS.num_crops,

@@ -10,9 +10,9 @@ the loss curve and the zero-shot accuracy on held-out crops of base and novel ca
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 
 from vild.teacher import pretraining
+from vild.utils import gin_config
 
 flags.DEFINE_string("world_dir", None, "A world made by scripts/make_synthetic_dataset.py.")
 flags.DEFINE_string("output_dir", None, "Where the teacher checkpoint directory is written.")
@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+  gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
   report = pretraining.pretrain_teacher(FLAGS.world_dir, FLAGS.output_dir,
                                         pretraining.PretrainingSpec())
   accuracy = report["zero_shot_accuracy"]

@@ -18,12 +18,12 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 from vild import cpu_kernels
 
 cpu_kernels.prefer_onednn()  # every model here is tiny: oneDNN halves its step on AVX2 CPUs
 
 from vild.synthetic_benchmark import synthetic  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,8 +49,7 @@ def main(argv):
   work_dir = FLAGS.work_dir or os.path.join(REPO, "runs", name)
   results_dir = FLAGS.results_dir or (os.path.join(work_dir, "results") if FLAGS.quick
                                       else os.path.join(REPO, "results", "synthetic"))
-  gin.add_config_file_search_path(REPO)  # configs/... resolve from any working directory
-  gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+  gin_config.parse(gin_files, FLAGS.gin_bindings)  # configs/... from any directory
   force = True if "all" in FLAGS.force else FLAGS.force
   start = time.time()
   command = " ".join(["python scripts/run_synthetic_benchmark.py"] +

@@ -1,9 +1,11 @@
-"""Parsing gin experiments from any working directory.
+"""Parsing gin experiments from any working directory, with every configurable registered.
 
 Config files given on the command line resolve against the current directory, then the
 repository; `include 'configs/...'` lines inside them resolve against the repository. (gin
 would otherwise try `configs.lvis` as a Python package and crash when the repository is on
 sys.path.)
+Every module declaring a configurable is imported first (vild.configurables), so a binding
+never names an unknown configurable and no later import meets a locked config.
 """
 import contextlib
 import os
@@ -11,6 +13,8 @@ from typing import Sequence
 
 from absl import flags
 import gin
+
+from vild import configurables
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,6 +53,7 @@ def parse_flags() -> None:
 
 def parse(files: Sequence[str], bindings: Sequence[str] = (), finalize: bool = True) -> None:
   """Parses gin files (then bindings) with includes resolved against the repository."""
+  configurables.register_all()
   files = [resolve(f) for f in files]
   with _working_directory(REPO):
     gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=finalize)
