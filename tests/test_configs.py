@@ -60,7 +60,8 @@ def test_config_parses_and_builds(path):
     depth = 152 if "r152" in path else 50
     assert _query("build_backbone.depth") == depth
   if _query("learning_rate_schedule.total_steps") is not None:
-    schedule = optimizer_lib.learning_rate_schedule()
+    schedule = optimizer_lib.learning_rate_schedule(
+        global_batch_size=_query("train.global_batch_size"))
     optimizer_lib.sgd_optimizer(schedule)
     if experiment:
       np.testing.assert_allclose(
