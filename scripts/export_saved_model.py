@@ -26,7 +26,8 @@ flags.DEFINE_string("vocabulary", None, "Optional vocabulary to bake in: a .npy 
                     "file, or names (';'-separated or a file) embedded with --teacher.")
 flags.DEFINE_string("teacher", None, "CLIP checkpoint directory (embeds --vocabulary names).")
 flags.DEFINE_string("base_names", None, "Categories trained with boxes (names or file); other "
-                    "baked names count as novel in ViLD-ensemble scoring.")
+                    "baked names count as novel in ViLD-ensemble scoring. Default: a baked name "
+                    "is base iff it is a base category of the run's training vocabulary.")
 flags.DEFINE_list("input_size", None, "Model input 'height,width' (default the config's "
                   "Parser.output_size, else 1024,1024).")
 flags.DEFINE_float("score_threshold", None, "Score threshold in the graph (default: model's).")
@@ -39,7 +40,7 @@ flags.mark_flags_as_required(["model", "export_dir"])
 FLAGS = flags.FLAGS
 
 
-def baked_vocabulary(embedding_dim: int):
+def baked_vocabulary(embedding_dim: int, training_vocabulary):
   """(Vocabulary, [C, D]) from --vocabulary, or (None, None)."""
   if not FLAGS.vocabulary:
     return None, None
@@ -50,6 +51,8 @@ def baked_vocabulary(embedding_dim: int):
   if FLAGS.base_names:
     vocab = vocabularies.with_base_names(
         vocab, vocabulary_lib.load_vocabulary(FLAGS.base_names).names)
+  elif training_vocabulary is not None:
+    vocab = vocabularies.split_by_training(vocab, training_vocabulary)
   return vocab, matrix
 
 
@@ -58,14 +61,15 @@ def main(argv):
   input_size = [int(s) for s in FLAGS.input_size] if FLAGS.input_size else None
   try:
     loaded = checkpoint.load_model(FLAGS.model, input_size=input_size)
-    vocab, matrix = baked_vocabulary(loaded.model.embedding_dim)
+    training_vocabulary = vocabularies.load_training_vocabulary(FLAGS.model)
+    vocab, matrix = baked_vocabulary(loaded.model.embedding_dim, training_vocabulary)
     serving.set_detection_settings(loaded.model, FLAGS.score_threshold,
                                    FLAGS.nms_iou_threshold, FLAGS.max_detections)
     spec = export.export_saved_model(
         loaded.model, FLAGS.export_dir, loaded.input_size, text_embeddings=matrix,
         vocabulary=vocab,
         use_ensemble={"auto": None, "true": True, "false": False}[FLAGS.use_ensemble],
-        overwrite=FLAGS.overwrite)
+        overwrite=FLAGS.overwrite, training_vocabulary=training_vocabulary)
   except (checkpoint.ModelDirError, export.ExportError, vocabulary_lib.VocabularyError,
           text_embeddings.TextEmbeddingError) as e:
     raise app.UsageError(str(e)) from e
