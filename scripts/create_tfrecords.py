@@ -1,4 +1,4 @@
-r"""Converts an LVIS v1 or COCO instances JSON and its images to sharded ViLD TFRecords.
+r"""Converts an LVIS (v1, v0.5) or COCO instances JSON and its images to sharded ViLD TFRecords.
 
   # LVIS training data, base categories only (rare annotations dropped):
   python scripts/create_tfrecords.py --annotations=lvis_v1_train.json --image_root=coco/ \

@@ -366,7 +366,7 @@ def convert(annotations_path: str, image_root: str, output_dir: str, name: str,
     tasks.append({"image": img, "path": path, "tried": tried, "image_root": image_root,
                   "annotations": kept.get(img["id"], [])})
   num_shards = num_shards or max(1, math.ceil(len(tasks) / DEFAULT_IMAGES_PER_SHARD))
-  settings = {
+  settings = {  # what determines the records; see check_previous_conversion
       "format": RECORD_FORMAT,
       "annotations_sha256": job_settings.file_sha256(annotations_path),
       "image_root": os.path.abspath(image_root),
@@ -402,16 +402,7 @@ def convert(annotations_path: str, image_root: str, output_dir: str, name: str,
   results = shards.write_shards(
       output_dir, name, shards.split_evenly(tasks, num_shards),
       functools.partial(write_image_tasks, include_masks=include_masks), num_workers)
-  converted = collections.Counter()
-  for result in results:
-    converted.update(result["converted_images"])
-  report.update(
-      num_shards=num_shards,
-      num_images_written=sum(r["num_records"] for r in results),
-      missing_images=[m for r in results for m in r["missing_images"]],
-      unreadable_images=[u for r in results for u in r["unreadable_images"]],
-      converted_images=dict(sorted(converted.items())),
-      images_without_annotations=sum(r["images_without_annotations"] for r in results))
+  report.update(num_shards=num_shards, **_shards_summary(results))
   num_bad = len(report["missing_images"]) + len(report["unreadable_images"])
   _check_missing(report, report_path, num_bad, max_missing_fraction)
   report["status"] = "ok"
@@ -423,8 +414,22 @@ def convert(annotations_path: str, image_root: str, output_dir: str, name: str,
                counts["annotations_kept"], counts["dropped_novel"],
                counts["dropped_degenerate_box"], counts["dropped_degenerate_polygon"],
                len(report["missing_images"]), len(report["unreadable_images"]),
-               sum(converted.values()), report_path)
+               sum(report["converted_images"].values()), report_path)
   return report
+
+
+def _shards_summary(results: Sequence[dict]) -> dict:
+  """The report's account of the shards on disk, from their saved results (`write_image_tasks`)."""
+  converted = collections.Counter()
+  for result in results:
+    converted.update(result["converted_images"])
+  return {
+      "num_images_written": sum(r["num_records"] for r in results),
+      "missing_images": [m for r in results for m in r["missing_images"]],
+      "unreadable_images": [u for r in results for u in r["unreadable_images"]],
+      "converted_images": dict(sorted(converted.items())),
+      "images_without_annotations": sum(r["images_without_annotations"] for r in results),
+  }
 
 
 def check_previous_conversion(output_dir: str, name: str, settings: dict) -> None:
