@@ -3,7 +3,8 @@
 PIL's own `convert("RGB")` clips 16-bit pixels to 255, so a 16-bit PNG comes out all white.
 Here 16-bit pixels keep their high byte (x >> 8), which is what libpng, and so
 `tf.io.decode_png`, gives for the same file: an image reads the same in the converter, in the
-Python detector and in the SavedModel. Alpha is dropped (as `tf.io.decode_image(channels=3)`
+Python detector and in the SavedModel. 32-bit integer images ("I", what older Pillow made of
+16-bit PNGs) are taken as 16-bit. Alpha is dropped (as `tf.io.decode_image(channels=3)`
 does); palette, bilevel, CMYK, YCbCr, LAB and HSV images take PIL's conversion. Pixels without
 a defined 8-bit scale (32-bit float, 32-bit integers outside 0..65535) are refused.
 
