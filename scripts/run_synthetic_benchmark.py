@@ -18,6 +18,7 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+import gin
 from vild import cpu_kernels
 
 cpu_kernels.prefer_onednn()  # every model here is tiny: oneDNN halves its step on AVX2 CPUs
@@ -49,7 +50,8 @@ def main(argv):
   work_dir = FLAGS.work_dir or os.path.join(REPO, "runs", name)
   results_dir = FLAGS.results_dir or (os.path.join(work_dir, "results") if FLAGS.quick
                                       else os.path.join(REPO, "results", "synthetic"))
-  gin_config.parse(gin_files, FLAGS.gin_bindings)  # configs/... from any directory
+  gin.add_config_file_search_path(REPO)  # configs/... resolve from any working directory
+  gin_config.parse(gin_files, FLAGS.gin_bindings)
   force = True if "all" in FLAGS.force else FLAGS.force
   start = time.time()
   command = " ".join(["python scripts/run_synthetic_benchmark.py"] +
