@@ -10,11 +10,16 @@ r"""Converts an LVIS v1 or COCO instances JSON and its images to sharded ViLD TF
 Writes {output_dir}/{name}-NNNNN-of-NNNNN.tfrecord and {name}.report.json (what was dropped,
 missing or unreadable). Re-running skips finished shards. See vild.data.conversion.
 """
-from absl import app
+from vild.utils import cli
+
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import app  # noqa: E402
 from absl import flags
 
 from vild.data import category_splits
 from vild.data import conversion
+from vild.utils import gin_config
 
 flags.DEFINE_string("annotations", None, "LVIS v1 or COCO instances JSON.")
 flags.DEFINE_string("image_root", None, "Directory the images' file_name/coco_url paths are "
@@ -35,6 +40,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  gin_config.parse_flags()
   try:
     conversion.convert(FLAGS.annotations, FLAGS.image_root, FLAGS.output_dir, FLAGS.name,
                        split=FLAGS.split, base_only=FLAGS.base_only,
@@ -46,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

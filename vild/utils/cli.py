@@ -26,6 +26,7 @@ of every error. A TF_CPP_MIN_LOG_LEVEL set by the user is left alone.
 import functools
 import logging
 import os
+import re
 import sys
 import traceback
 from typing import Any, Callable, List, Optional
@@ -130,6 +131,12 @@ def is_user_error(error: BaseException) -> bool:
   return (isinstance(error, ValueError) and _raised_by_vild(error)) or _raised_by_gin(error)
 
 
+def user_message(error: BaseException) -> str:
+  """The error's message without the "In call to configurable 'f' (<function f at 0x...>)"
+  lines gin appends when the error passes through a configurable."""
+  return re.sub(r"\n\s*In call to configurable '[^']*' \(<[^\n]*>\)", "", str(error))
+
+
 def _define_flags() -> None:
   """--verbose and the gin flags, unless the script defined them; key flags of the script."""
   if "verbose" not in flags.FLAGS:
@@ -139,7 +146,7 @@ def _define_flags() -> None:
   if "gin_param" not in flags.FLAGS:
     gin_config.define_flags()
   main_module = sys.argv[0]  # what absl's --help lists: the key flags of this module
-  for name in ("gin_file", "gin_param", "verbose"):
+  for name in ("gin_file", "gin_param", "gin_bindings", "verbose"):
     if name in flags.FLAGS:
       flags.FLAGS.register_key_flag_for_module(main_module, flags.FLAGS[name])
 
@@ -159,7 +166,7 @@ def _run_main(main: Callable[[List[str]], Any], argv: List[str]) -> Any:
     if verbose or not is_user_error(e):
       raise
     sys.stdout.flush()
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {user_message(e)}", file=sys.stderr)
     sys.exit(USER_ERROR_STATUS)
 
 
