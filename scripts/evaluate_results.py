@@ -13,13 +13,17 @@ detection, mask AP a segmentation in every one. Mask AP's small/medium/large spl
 areas (the bbox is dropped, detectron2's convention): LVISEval run directly on a file that
 keeps the bbox splits by box area, so its APs/APm/APl differ.
 """
-import json
+from vild.utils import cli
 
-from absl import app
-from absl import flags
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from vild.evaluation import results_file
-from vild.utils import io
+import json  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from vild.evaluation import results_file  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
+from vild.utils import io  # noqa: E402
 
 flags.DEFINE_string("results", None, "The results JSON (a list of detections).")
 flags.DEFINE_string("annotations", None, "The split's LVIS or COCO annotation JSON.")
@@ -35,12 +39,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  try:
-    metrics = results_file.evaluate_results_file(
-        FLAGS.results, FLAGS.annotations, metric=FLAGS.metric, iou_types=FLAGS.iou_types,
-        split=FLAGS.split)
-  except (results_file.ResultsFileError, ValueError) as e:
-    raise app.UsageError(str(e)) from e
+  gin_config.parse_flags()
+  metrics = results_file.evaluate_results_file(
+      FLAGS.results, FLAGS.annotations, metric=FLAGS.metric, iou_types=FLAGS.iou_types,
+      split=FLAGS.split)
   for name, value in metrics.items():
     print(f"{name:<20} {value:8.4f}")
   if FLAGS.output:
@@ -49,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

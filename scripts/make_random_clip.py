@@ -14,14 +14,18 @@ the text tower's vocabulary has that size. Weights come from numpy's generator s
 --seed: the same command writes the same bytes. Random weights embed names and crops
 consistently but meaninglessly: use a real CLIP (docs/teacher.md) for results.
 """
-import dataclasses
+from vild.utils import cli
 
-from absl import app
-from absl import flags
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from vild.teacher import checkpoint
-from vild.teacher import clip_config
-from vild.teacher import tokenizer as tokenizer_lib
+import dataclasses  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from vild.teacher import checkpoint  # noqa: E402
+from vild.teacher import clip_config  # noqa: E402
+from vild.teacher import tokenizer as tokenizer_lib  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("output_dir", None, "The checkpoint directory to write.")
 flags.DEFINE_enum("preset", "tiny", sorted(clip_config.PRESETS), "Architecture to start from.")
@@ -65,16 +69,14 @@ def configured() -> clip_config.CLIPConfig:
 
 def main(argv):
   del argv
-  try:
-    config = configured()
-    tokenizer = tokenizer_lib.default_tokenizer(config.text.context_length)
-    config = checkpoint.config_for_tokenizer(config, tokenizer)
-    checkpoint.write_random_clip(FLAGS.output_dir, config, seed=FLAGS.seed, tokenizer=tokenizer)
-  except (clip_config.CLIPConfigError, checkpoint.CheckpointError) as e:
-    raise app.UsageError(str(e)) from e
+  gin_config.parse_flags()
+  config = configured()
+  tokenizer = tokenizer_lib.default_tokenizer(config.text.context_length)
+  config = checkpoint.config_for_tokenizer(config, tokenizer)
+  checkpoint.write_random_clip(FLAGS.output_dir, config, seed=FLAGS.seed, tokenizer=tokenizer)
   print(f"wrote {FLAGS.output_dir}: random CLIP ({FLAGS.preset} architecture), embedding dim "
         f"{config.embed_dim}, image {config.vision.image_size} px, seed {FLAGS.seed}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
