@@ -14,6 +14,9 @@ kernels it computes natively; elsewhere it is emulated (the details name what th
 import dataclasses
 from typing import Dict, Tuple
 
+from absl import app
+from absl import flags
+
 import benchmarks
 from benchmarks import harness
 from benchmarks import report
@@ -45,6 +48,13 @@ DEFAULT = Settings()
 QUICK = Settings(image_size=128, num_classes=20, num_distill_rois=16, rounds=1,
                  models=("shared",), gin_files=(benchmarks.TINY_GIN,), gin_bindings=(
                      "build_backbone.depth = 10", "build_roi_sampler.num_sampled_rois = 32"))
+
+# The synthetic benchmark's detector (configs/synthetic/detector.gin, where it pins float32);
+# `python -m benchmarks.training_variants --settings=synthetic` prints its comparisons.
+SYNTHETIC = Settings(image_size=128, batch_size=8, num_classes=30, num_distill_rois=32,
+                     models=("shared", "none"), variants=("float32", "bfloat16"), rounds=5,
+                     gin_files=("configs/synthetic/detector.gin",))
+PRESETS = {"default": DEFAULT, "quick": QUICK, "synthetic": SYNTHETIC}
 
 
 def label(model: str, variant: str) -> str:
@@ -91,3 +101,19 @@ def run(settings: Settings, isolated: bool = True) -> report.RowResult:
            "step; the models one after the other.")
   return report.RowResult(title="Training step: bfloat16 and XLA against float32",
                           setup=setup, comparisons=comparisons, details=details)
+
+
+def main(argv):
+  del argv
+  result = run(PRESETS[flags.FLAGS.settings])
+  print(result.setup)
+  for comparison in result.comparisons:
+    print(f"{comparison.what}: {comparison.a} vs {comparison.b}: "
+          f"{report.format_number(comparison.ratio)}")
+  for detail in result.details:
+    print(f"- {detail}")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_enum("settings", "default", list(PRESETS), "Which settings to run.")
+  app.run(main)

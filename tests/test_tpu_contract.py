@@ -10,6 +10,7 @@ shapes, which XLA's CPU backend would otherwise accept) on:
 The injection tests show that a tf.py_function / Python-side NMS or a dynamic-shape gather in
 these functions fails, naming the function and the op.
 """
+import glob
 import os
 
 import gin
@@ -29,6 +30,7 @@ from vild.evaluation import evaluator as evaluator_lib
 from vild.modeling import detection_generator
 from vild.modeling import factory
 from vild.training import trainer as trainer_lib
+from vild.utils import gin_config
 from vild.utils import tpu_contract
 
 SHORT_SCHEDULE = ["learning_rate_schedule.base_learning_rate = 0.01",
@@ -193,3 +195,13 @@ def test_input_pipeline_element_specs_are_static_at_the_configured_batch(tmp_pat
   assert labels[evaluator_lib.PADDING_KEY].numpy().tolist() == [False] * 3 + [True] * (
       eval_batch - 3)
   assert sorted(labels["groundtruths"]["source_id"].numpy()[:3].tolist()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("directory", ["lvis", "ov_coco"])
+def test_paper_experiments_propose_with_xla_compilable_nms(directory):
+  """The combined-NMS proposals (a CPU speed-up of the synthetic benchmark) have no XLA kernel;
+  the experiments meant for TPUs keep the padded NMS (a test above compiles it)."""
+  for path in sorted(glob.glob(os.path.join(REPO, "configs", directory, "*.gin"))):
+    gin.clear_config()
+    gin_config.parse([path], finalize=False)
+    assert not factory.build_roi_generator().get_config()["use_batched_nms"], path
