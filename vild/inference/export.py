@@ -10,8 +10,7 @@ never leaves a half-written export behind.
 """
 import dataclasses
 import os
-import shutil
-import tempfile
+import uuid
 from typing import Callable, Dict, Optional, Sequence
 
 from absl import logging
@@ -22,6 +21,7 @@ from vild import vocabulary as vocabulary_lib
 from vild.inference import serving
 from vild.inference import spec as spec_lib
 from vild.modeling import vild_model
+from vild.utils import io
 
 SPEC_PATH = os.path.join("assets.extra", "vild_model_spec.json")
 VOCABULARY_PATH = os.path.join("assets.extra", "vocabulary.json")
@@ -51,7 +51,7 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
   if (text_embeddings is None) != (vocabulary is None):
     raise ExportError("export_saved_model: pass text_embeddings and vocabulary together to "
                       "bake a vocabulary in, or neither.")
-  if os.path.exists(export_dir) and os.listdir(export_dir) and not overwrite:
+  if io.isdir(export_dir) and io.listdir(export_dir) and not overwrite:
     raise ExportError(f"{export_dir}: exists and is not empty; choose a new directory or "
                       "pass overwrite=True (--overwrite).")
   module = serving.ServingModule(
@@ -62,20 +62,19 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
                       f"distillation={model.distillation!r}.")
   model_spec = spec_lib.ModelSpec.from_model(model, input_size, use_ensemble)
   signatures = module.signatures()
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp_dir = tempfile.mkdtemp(prefix="." + os.path.basename(export_dir) + ".", dir=parent)
+  # Written beside export_dir under a temporary name, then renamed (tf.io.gfile: gs:// too).
+  export_dir = export_dir.rstrip("/")
+  tmp_dir = os.path.join(os.path.dirname(export_dir),
+                         f".{os.path.basename(export_dir)}.{uuid.uuid4().hex[:12]}.tmp")
   try:
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
     model_spec.save(os.path.join(tmp_dir, SPEC_PATH))
     if vocabulary is not None:
       vocabulary.save(os.path.join(tmp_dir, VOCABULARY_PATH))
-    if os.path.exists(export_dir):
-      shutil.rmtree(export_dir)
-    os.replace(tmp_dir, export_dir)
+    io.remove(export_dir)
+    tf.io.gfile.rename(tmp_dir, export_dir)
   finally:
-    if os.path.exists(tmp_dir):
-      shutil.rmtree(tmp_dir)
+    io.remove(tmp_dir)
   logging.info("Exported %s (signatures: %s).", export_dir, ", ".join(signatures))
   return model_spec
 
@@ -89,7 +88,7 @@ class LoadedExport:
 
 
 def is_saved_model(path: str) -> bool:
-  return os.path.exists(os.path.join(path, "saved_model.pb"))
+  return io.exists(os.path.join(path, "saved_model.pb"))
 
 
 def load_saved_model(export_dir: str) -> LoadedExport:
@@ -98,13 +97,13 @@ def load_saved_model(export_dir: str) -> LoadedExport:
     raise ExportError(f"{export_dir}: no saved_model.pb; give a directory written by "
                       "scripts/export_saved_model.py.")
   spec_path = os.path.join(export_dir, SPEC_PATH)
-  if not os.path.exists(spec_path):
+  if not io.exists(spec_path):
     raise ExportError(f"{spec_path}: missing; this SavedModel was not exported by vild "
                       "(re-export it with scripts/export_saved_model.py).")
   loaded = tf.saved_model.load(export_dir)
   vocabulary_path = os.path.join(export_dir, VOCABULARY_PATH)
   vocabulary = (vocabulary_lib.Vocabulary.from_file(vocabulary_path)
-                if os.path.exists(vocabulary_path) else None)
+                if io.exists(vocabulary_path) else None)
   return LoadedExport(signatures=dict(loaded.signatures),
                       spec=spec_lib.ModelSpec.load(spec_path),
                       vocabulary=vocabulary, saved_model=loaded)

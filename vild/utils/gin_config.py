@@ -12,11 +12,18 @@ from typing import Sequence
 from absl import flags
 import gin
 
+from vild.utils import io
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def resolve(path: str) -> str:
-  """An existing gin file's absolute path: as given, else under the repository."""
+  """An existing gin file's absolute path: as given, else under the repository (a URL such as
+  gs://bucket/run/config.gin as given)."""
+  if "://" in path:
+    if io.exists(path):
+      return path
+    raise ValueError(f"gin file {path!r} not found.")
   for candidate in (path, os.path.join(REPO, path)):
     if os.path.isfile(candidate):
       return os.path.abspath(candidate)
