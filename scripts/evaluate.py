@@ -11,10 +11,12 @@ Writes detections_<step>.json (official results format), metrics_<step>.json and
 scalars to the output directory. --strategy (as in scripts/train.py) runs inference per replica
 on the run's accelerators (TPU, GPUs); the host gathers the detections for the LVIS/COCO API.
 """
+from vild.utils import cli
 
-import os
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from absl import app
+import os  # noqa: E402
+
 from absl import flags
 
 from vild.evaluation import experiment
@@ -45,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

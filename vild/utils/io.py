@@ -2,17 +2,23 @@
 
 Every path the library reads or writes may be local or any file system TensorFlow knows
 (`gs://` buckets on Cloud TPU, `ram://` in tests), so file access goes through `tf.io.gfile`
-here rather than `open`/`os.path`/`glob`. Writes are atomic: a job that dies never leaves a
-half-written file under the final name (a temporary name beside it, renamed at the end; on GCS
-the rename is a copy, and the object appears whole).
+here rather than `open`/`os.path`/`glob`.
+
+Atomic writes: a job that dies never leaves a half-written file or directory under the final
+name, and the next job removes what it left. Temporaries live beside their target as
+`.<name>.<random>.tmp` (hidden, same file system, so the final rename is atomic on POSIX file
+systems; on GCS a rename is a copy, and the object appears whole) and are created with the
+process umask, so the result is as readable as any other file the user makes.
 """
 import contextlib
+import glob as std_glob
 import io as std_io
 import json
 import os
 import uuid
 from typing import Any, List
 
+from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
@@ -44,6 +50,20 @@ def remove(path: str) -> None:
     tf.io.gfile.remove(path)
 
 
+def _temporary_name(path: str) -> str:
+  path = absolute(path).rstrip("/")
+  return os.path.join(os.path.dirname(path),
+                      f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def remove_stale_temporaries(path: str) -> None:
+  """Deletes the temporaries of `path` (files or directories) that a killed job left."""
+  directory, name = os.path.split(absolute(path).rstrip("/"))
+  for stale in glob(os.path.join(directory, f".{std_glob.escape(name)}.*.tmp")):
+    logging.info("Removing %s, left by an interrupted run.", stale)
+    remove(stale)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
   """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
@@ -51,16 +71,39 @@ def atomic_path(path: str):
   Write the temporary path with tf.io.gfile (or `open_file`). On any exception the temporary
   file is removed.
   """
-  directory = os.path.dirname(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
-  tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+  tf.io.gfile.makedirs(os.path.dirname(absolute(path)))
+  tmp_path = _temporary_name(path)
   try:
     yield tmp_path
     tf.io.gfile.rename(tmp_path, path, overwrite=True)
   finally:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+  """Yields a new empty directory beside `path`; it becomes `path` only if the block succeeds.
+
+  An existing `path` is replaced (moved aside, then deleted once the new one is in place, so
+  a kill at any moment leaves the old or the new directory, plus temporaries the next call
+  removes). The directory gets the process umask's permissions (not mkdtemp's 0700).
+  """
+  tf.io.gfile.makedirs(os.path.dirname(absolute(path).rstrip("/")))
+  remove_stale_temporaries(path)
+  tmp_dir = _temporary_name(path)
+  tf.io.gfile.mkdir(tmp_dir)
+  try:
+    yield tmp_dir
+    old = None
+    if tf.io.gfile.exists(path):
+      old = _temporary_name(path)
+      tf.io.gfile.rename(path, old)
+    tf.io.gfile.rename(tmp_dir, path)
+    if old is not None:
+      remove(old)
+  finally:
+    remove(tmp_dir)
 
 
 def open_file(path: str, mode: str = "r"):
