@@ -13,8 +13,6 @@ from typing import Sequence
 from absl import flags
 import gin
 
-from vild.utils import io
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -26,6 +24,8 @@ def resolve(path: str) -> str:
   """An existing gin file's absolute path: as given, else under the repository (a URL such as
   gs://bucket/run/config.gin as given)."""
   if "://" in path:
+    # Imported here: scripts quiet TensorFlow's logs (vild.utils.cli) before it loads.
+    from vild.utils import io  # pylint: disable=g-import-not-at-top
     if io.exists(path):
       return path
     raise ValueError(f"gin file {path!r} not found.")
