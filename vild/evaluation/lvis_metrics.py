@@ -15,6 +15,7 @@ import numpy as np
 import lvis
 
 from vild.evaluation import detections as detections_lib
+from vild.utils import io as vild_io
 
 IOU_TYPES = detections_lib.IOU_TYPES
 # Keys of LVISEval.results; AR@300 is the official max_dets.
@@ -46,10 +47,10 @@ class _LVISFromDict(lvis.LVIS):
 
 
 def load_groundtruth(groundtruth: Union[str, dict]) -> lvis.LVIS:
-  """An lvis.LVIS from an annotation JSON path or a dataset dict (copied: LVISEval turns the
-  ground truth's polygons into RLE in place)."""
-  if isinstance(groundtruth, str):
-    return lvis.LVIS(groundtruth)
+  """An lvis.LVIS from an annotation JSON path or a dataset dict (a dict is copied: LVISEval
+  turns the ground truth's polygons into RLE in place)."""
+  if isinstance(groundtruth, str):  # read through tf.io.gfile: gs:// works too
+    return _LVISFromDict(vild_io.read_json(groundtruth))
   return _LVISFromDict(copy.deepcopy(groundtruth))
 
 

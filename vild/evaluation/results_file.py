@@ -15,6 +15,7 @@ from vild.data import category_splits
 from vild.evaluation import coco_metrics
 from vild.evaluation import detections as detections_lib
 from vild.evaluation import lvis_metrics
+from vild.utils import io
 
 METRICS = ("auto", "lvis", "coco")
 REQUIRED_FIELDS = ("image_id", "category_id", "score")
@@ -25,11 +26,10 @@ class ResultsFileError(ValueError):
 
 
 def _read_json(path: str, what: str):
+  if not io.exists(path):
+    raise ResultsFileError(f"{path}: no such {what}.")
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except FileNotFoundError as e:
-    raise ResultsFileError(f"{path}: no such {what}.") from e
+    return io.read_json(path)
   except json.JSONDecodeError as e:
     raise ResultsFileError(f"{path}: not valid JSON ({e}).") from e
 

@@ -12,19 +12,18 @@ trained on it with boxes, i.e. it is a base category of the run's training vocab
 `split_by_training` applies that rule; explicit base/novel names override it.
 """
 import dataclasses
-import json
 import os
 from typing import Callable, Collection, Dict, Optional, Sequence, Tuple, Union
 
 from absl import logging
 import gin
 import numpy as np
-import tensorflow as tf
 
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
 from vild.teacher import prompts
 from vild.training import experiment as training_experiment
+from vild.utils import io
 
 EmbedNames = Callable[[Sequence[str]], np.ndarray]  # names -> [C, D] unit rows
 VocabularyLike = Union[str, Sequence[str], vocabulary_lib.Vocabulary, np.ndarray, tuple]
@@ -122,18 +121,17 @@ def load_training_vocabulary(model_dir: str) -> Optional[vocabulary_lib.Vocabula
   (`training_vocabulary.text_embeddings_path`, with its `classes`).
   """
   path = os.path.join(model_dir, training_experiment.TRAINING_VOCABULARY)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      return vocabulary_lib.Vocabulary.from_dict(json.load(f), source=path)
+  if io.exists(path):
+    return vocabulary_lib.Vocabulary.from_dict(io.read_json(path), source=path)
   embeddings_path = _bound("training_vocabulary.text_embeddings_path")
   sidecar = embeddings_path and text_embeddings_lib.sidecar_path(embeddings_path)
-  if not sidecar or not tf.io.gfile.exists(sidecar):
+  if not sidecar or not io.exists(sidecar):
     logging.warning("%s: no %s and no readable training text-embedding sidecar (%s): the "
                     "names the model was trained on are unknown.", model_dir,
                     training_experiment.TRAINING_VOCABULARY, sidecar)
     return None
-  with tf.io.gfile.GFile(sidecar) as f:
-    vocabulary = vocabulary_lib.Vocabulary.from_dict(json.load(f)["vocabulary"], source=sidecar)
+  vocabulary = vocabulary_lib.Vocabulary.from_dict(io.read_json(sidecar)["vocabulary"],
+                                                   source=sidecar)
   if _bound("training_vocabulary.classes") == "base":
     vocabulary = vocabulary.subset(vocabulary.base_mask)
   return vocabulary

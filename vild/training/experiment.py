@@ -22,6 +22,7 @@ from vild import vocabulary as vocabulary_lib
 from vild.data import input_pipeline
 from vild.training import strategy as strategy_lib
 from vild.training import trainer as trainer_lib
+from vild.utils import io
 
 CLASS_SETS = ("all", "base")
 # <model_dir>/TRAINING_VOCABULARY: the vocabulary the run trained on, with its base/novel flags
@@ -85,10 +86,7 @@ def train(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
 
 
 def _write_training_vocabulary(model_dir: str, vocabulary: vocabulary_lib.Vocabulary) -> None:
-  """<model_dir>/TRAINING_VOCABULARY, written under a temporary name and renamed (any file
-  system tf.io.gfile knows, e.g. gs://)."""
-  tf.io.gfile.makedirs(model_dir)
-  path = os.path.join(model_dir, TRAINING_VOCABULARY)
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(json.dumps(vocabulary.to_dict(), indent=1) + "\n")
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  """<model_dir>/TRAINING_VOCABULARY, atomically, on any file system (e.g. gs://)."""
+  io.makedirs(model_dir)
+  io.write_text_atomic(os.path.join(model_dir, TRAINING_VOCABULARY),
+                       json.dumps(vocabulary.to_dict(), indent=1) + "\n")
