@@ -137,13 +137,20 @@ def build_classifier(embedding_dim: int, temperature: float = 0.01, kind: str = 
 
 @gin.configurable
 def build_detection_generator(pre_nms_top_k: int = 10000, score_threshold: float = 0.0,
-                              nms_iou_threshold: float = 0.5, max_num_detections: int = 300
+                              nms_iou_threshold: float = 0.5, max_num_detections: int = 300,
+                              pre_nms_rule: str = "overall"
                               ) -> detection_generator_lib.ViLDDetectionGenerator:
-  """Paper inference: per-class NMS 0.5, score threshold 0, 300 detections per image."""
+  """Paper inference: per-class NMS 0.5, score threshold 0, 300 detections per image.
+
+  `pre_nms_rule`: 'overall' keeps the top `pre_nms_top_k` (RoI, class) pairs of the image
+  before per-class NMS (ours: 10000, cheap at any class count); 'per_class' keeps the top
+  `pre_nms_top_k` RoIs of each class (the official code's rule: 1000; configs/lvis and
+  configs/ov_coco). Both are exact per-class NMS (vild.modeling.detection_generator).
+  """
   return detection_generator_lib.ViLDDetectionGenerator(
       pre_nms_top_k=pre_nms_top_k, score_threshold=score_threshold,
       nms_iou_threshold=nms_iou_threshold, max_num_detections=max_num_detections,
-      box_regression_weights=vild_model.BOX_REGRESSION_WEIGHTS)
+      box_regression_weights=vild_model.BOX_REGRESSION_WEIGHTS, pre_nms_rule=pre_nms_rule)
 
 
 @gin.configurable
