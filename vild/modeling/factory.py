@@ -4,7 +4,7 @@
   build_fpn.num_filters = 256                # official.vision FPN
   build_region_tower.num_convs = 4           # vild RegionTower
   build_vild_model.distillation = 'shared'   # ViLD mode
-  build_classifier.kind = 'text'             # or 'learned' for the supervised baselines
+  build_classifier.kind = 'text'             # 'linear' for the supervised baselines
   AnchorSpec.min_level = 2                   # shared by model and input pipeline
 
 Every default is the paper's (VILD.md); configs/ holds complete named experiments and tiny
@@ -122,17 +122,25 @@ def build_mask_head(num_convs: int = 4, num_filters: int = 256) -> tf_keras.laye
 @gin.configurable
 def build_classifier(embedding_dim: int, temperature: float = 0.01, kind: str = "text",
                      num_learned_classes: Optional[int] = None) -> tf_keras.layers.Layer:
-  """ViLD's text-embedding classifier ('text'), or learned class weights ('learned') for the
-  paper's supervised baselines (num_learned_classes = size of the training vocabulary)."""
+  """The region classifier.
+
+  kind: 'text' (ViLD: cosine to the text embeddings, learned background); for the supervised
+    baselines, whose classes are weights (num_learned_classes = size of the training
+    vocabulary): 'linear' (Mask R-CNN's softmax classifier over the region features: the
+    paper's supervised rows, configs/lvis/supervised_*) or 'learned' (cosine / temperature
+    over the region embeddings with learned class rows).
+  """
   if kind == "text":
     return text_classifier_lib.TextEmbeddingClassifier(embedding_dim, temperature=temperature)
-  if kind == "learned":
+  if kind in ("linear", "learned"):
     if not num_learned_classes:
-      raise ValueError("build_classifier: kind='learned' needs num_learned_classes (the size "
+      raise ValueError(f"build_classifier: kind={kind!r} needs num_learned_classes (the size "
                        "of the training vocabulary).")
-    return learned_classifier.LearnedClassifier(num_learned_classes, embedding_dim,
-                                                 temperature=temperature)
-  raise ValueError(f"build_classifier.kind must be 'text' or 'learned', got {kind!r}.")
+    cls = (learned_classifier.LinearClassifier if kind == "linear"
+           else learned_classifier.LearnedClassifier)
+    return cls(num_learned_classes, embedding_dim, temperature=temperature)
+  raise ValueError(f"build_classifier.kind must be 'text', 'linear' or 'learned', got "
+                   f"{kind!r}.")
 
 
 @gin.configurable

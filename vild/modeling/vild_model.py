@@ -66,7 +66,8 @@ class ViLDModel(tf_keras.Model):
         mask_sampler, mask_roi_aligner: `official.vision` layers (see vild.modeling.factory).
       region_tower: maps RoI features to {'features', 'embeddings'} (RegionTower).
       classifier: maps region embeddings to [bg, classes] logits: ViLD's
-        TextEmbeddingClassifier, or a LearnedClassifier for the supervised baselines.
+        TextEmbeddingClassifier, or for the supervised baselines a LinearClassifier (Mask
+        R-CNN's, over the region features) or a LearnedClassifier (cosine).
       detection_generator: ViLDDetectionGenerator.
       distill_tower: the ViLD-ensemble image branch; required iff distillation='separate'.
       distillation: 'none', 'shared' or 'separate'.
@@ -110,6 +111,10 @@ class ViLDModel(tf_keras.Model):
         4, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.001),
         name="box_predictor")
     self.classifier = classifier
+    if getattr(classifier, "reads_region_features", False):
+      # Mask R-CNN's linear classifier reads the FC features: the embedding projection feeds
+      # no loss, so it is not trained (nor decayed).
+      region_tower.projection.trainable = False
     self.detection_generator = detection_generator
     self.mask_head = mask_head
     self.mask_sampler = mask_sampler
@@ -246,7 +251,7 @@ class ViLDModel(tf_keras.Model):
 
     region, distill_embeddings = self._region_and_distill(features, rois, distill_rois)
     outputs = {
-        "class_outputs": self.classifier(region["embeddings"], text_embeddings),
+        "class_outputs": self._class_logits(region, text_embeddings),
         "box_outputs": self.box_predictor(region["features"]),
         "class_targets": matched_classes,
         "box_targets": box_targets,
@@ -323,7 +328,7 @@ class ViLDModel(tf_keras.Model):
   def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask,
                          use_ensemble, teacher_embeddings=None):
     region = self.region_tower(self.roi_aligner(features, rois), training=False)
-    text_logits = self.classifier(region["embeddings"], text_embeddings)
+    text_logits = self._class_logits(region, text_embeddings)
     box_outputs = self.box_predictor(region["features"])
     per_roi = {"region_embeddings": region["embeddings"]}
     if self.uses_ensemble:
@@ -355,6 +360,12 @@ class ViLDModel(tf_keras.Model):
           features, detections["detection_boxes"], detections["detection_classes"],
           training=False))
     return detections
+
+  def _class_logits(self, region, text_embeddings):
+    """[B, N, 1 + C] logits; Mask R-CNN's linear classifier reads the FC features instead."""
+    if getattr(self.classifier, "reads_region_features", False):
+      return self.classifier(region["features"], text_embeddings)
+    return self.classifier(region["embeddings"], text_embeddings)
 
   def _resolve_base_mask(self, base_mask):
     if base_mask is not None:

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tf_keras
 
 from vild import losses as losses_lib
+from vild.data import augmentation
 from vild.modeling import vild_model
 
 
@@ -19,10 +20,12 @@ def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
   """Calls the model with the input pipeline's labels (see vild.data.targets).
 
   `base_mask` [C] (True = base class) is used by ViLD-ensemble scoring at inference.
+  Proposals and detections are clipped to the image content (not the padding), as the
+  official code does.
   """
   return model(
       images,
-      image_shape=labels["image_info"][:, 1, :],
+      image_shape=augmentation.content_size(labels["image_info"]),
       anchor_boxes=labels.get("anchor_boxes"),
       gt_boxes=labels.get("gt_boxes"),
       gt_classes=labels.get("gt_classes"),
