@@ -171,7 +171,8 @@ def build_vild_model(embedding_dim: int = 512,
                      mask_target_size: int = 28,
                      num_sampled_masks: int = 128,
                      anchor_spec: Optional[anchors_lib.AnchorSpec] = None,
-                     image_size: Optional[Tuple[int, int]] = None) -> vild_model.ViLDModel:
+                     image_size: Optional[Tuple[int, int]] = None,
+                     padded_rois_in_batch_norm: bool = False) -> vild_model.ViLDModel:
   """Builds a ViLD Mask R-CNN.
 
   Args:
@@ -184,6 +185,8 @@ def build_vild_model(embedding_dim: int = 512,
       sampling sizes (paper 7, 14, 28, 128).
     anchor_spec: levels and anchors (gin: AnchorSpec.*).
     image_size: if given, the model is built (variables created) for this input size.
+    padded_rois_in_batch_norm: every distill RoI slot (padding included) in the region
+      tower's batch-norm statistics, as the official code; default only the RoIs that count.
   """
   anchor_spec = anchor_spec or anchors_lib.AnchorSpec()
   backbone = build_backbone()
@@ -209,6 +212,7 @@ def build_vild_model(embedding_dim: int = 512,
       distillation=distillation,
       ensemble_lambda=ensemble_lambda,
       anchor_spec=anchor_spec,
+      padded_rois_in_batch_norm=padded_rois_in_batch_norm,
       **mask_parts)
   if image_size is not None:
     build_variables(model, image_size)

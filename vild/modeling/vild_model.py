@@ -57,6 +57,7 @@ class ViLDModel(tf_keras.Model):
                distillation: str = "none",
                ensemble_lambda: float = ensemble.DEFAULT_LAMBDA,
                anchor_spec: Optional[anchors_lib.AnchorSpec] = None,
+               padded_rois_in_batch_norm: bool = False,
                name: str = "vild",
                **kwargs):
     """Builds the model from its parts.
@@ -73,6 +74,9 @@ class ViLDModel(tf_keras.Model):
       distillation: 'none', 'shared' or 'separate'.
       ensemble_lambda: lambda of the ViLD-ensemble fusion (used when 'separate').
       anchor_spec: levels and anchors; used when anchor boxes are not passed to `call`.
+      padded_rois_in_batch_norm: let every distill RoI slot, padding and RoIs that do not
+        count included, into the region tower's batch-norm statistics (the official code);
+        default: only the RoIs that count.
     """
     super().__init__(name=name, **kwargs)
     if distillation not in DISTILLATION_MODES:
@@ -99,7 +103,8 @@ class ViLDModel(tf_keras.Model):
         classifier=classifier, detection_generator=detection_generator,
         mask_head=mask_head, mask_sampler=mask_sampler, mask_roi_aligner=mask_roi_aligner,
         distill_tower=distill_tower, distillation=distillation,
-        ensemble_lambda=ensemble_lambda, anchor_spec=anchor_spec)
+        ensemble_lambda=ensemble_lambda, anchor_spec=anchor_spec,
+        padded_rois_in_batch_norm=padded_rois_in_batch_norm)
     self.backbone = backbone
     self.decoder = decoder
     self.rpn_head = rpn_head
@@ -123,6 +128,7 @@ class ViLDModel(tf_keras.Model):
     self._distillation = distillation
     self._ensemble_lambda = ensemble_lambda
     self._anchor_spec = anchor_spec or anchors_lib.AnchorSpec()
+    self._padded_rois_in_batch_norm = padded_rois_in_batch_norm
     self._base_mask = text_classifier_lib.Untracked(None)
 
   # ------------------------------------------------------------------------------------------
@@ -169,6 +175,7 @@ class ViLDModel(tf_keras.Model):
            gt_classes: Optional[tf.Tensor] = None,
            gt_masks: Optional[tf.Tensor] = None,
            distill_rois: Optional[tf.Tensor] = None,
+           distill_roi_valid: Optional[tf.Tensor] = None,
            text_embeddings: Optional[tf.Tensor] = None,
            base_mask: Optional[tf.Tensor] = None,
            sampling_seeds: Optional[tf.Tensor] = None,
@@ -183,6 +190,8 @@ class ViLDModel(tf_keras.Model):
       gt_boxes, gt_classes, gt_masks: training targets, -1 padded ([B, I, 4], [B, I] with
         1-based class indices into the vocabulary, [B, I, h, w] box-cropped masks).
       distill_rois: [B, M, 4] pixel boxes for distillation, -1 padded (training only).
+      distill_roi_valid: [B, M] bool, the distill RoIs that count (the input pipeline's
+        label); default: those with area (valid_roi_mask).
       text_embeddings: [C, D] vocabulary for this call; default the stored one.
       base_mask: [C] bool for ViLD-ensemble; default the stored one.
       sampling_seeds: [B, 2] int, one seed per image for the RoI subsample (training); with
@@ -209,7 +218,7 @@ class ViLDModel(tf_keras.Model):
     if training:
       outputs.update(self._training_outputs(
           features, tf.stop_gradient(proposals), gt_boxes, gt_classes, gt_masks,
-          distill_rois, text_embeddings, sampling_seeds))
+          distill_rois, distill_roi_valid, text_embeddings, sampling_seeds))
     else:
       outputs.update({"proposals": proposals, "proposal_scores": proposal_scores})
       outputs.update(self._inference_outputs(
@@ -240,7 +249,8 @@ class ViLDModel(tf_keras.Model):
 
   # ------------------------------------------------------------------------------------------
   def _training_outputs(self, features, proposals, gt_boxes, gt_classes, gt_masks,
-                        distill_rois, text_embeddings, sampling_seeds) -> Dict[str, tf.Tensor]:
+                        distill_rois, distill_roi_valid, text_embeddings,
+                        sampling_seeds) -> Dict[str, tf.Tensor]:
     if gt_boxes is None or gt_classes is None:
       raise ValueError("ViLDModel: training needs gt_boxes and gt_classes.")
     rois, matched_boxes, matched_classes, matched_indices = self.roi_sampler(
@@ -249,7 +259,8 @@ class ViLDModel(tf_keras.Model):
     box_targets = tf.where((matched_classes == 0)[..., tf.newaxis],
                            tf.zeros_like(box_targets), box_targets)
 
-    region, distill_embeddings = self._region_and_distill(features, rois, distill_rois)
+    region, distill_embeddings = self._region_and_distill(features, rois, distill_rois,
+                                                          distill_roi_valid)
     outputs = {
         "class_outputs": self._class_logits(region, text_embeddings),
         "box_outputs": self.box_predictor(region["features"]),
@@ -272,8 +283,11 @@ class ViLDModel(tf_keras.Model):
       })
     return outputs
 
-  def _region_and_distill(self, features, rois, distill_rois):
-    """Training-time region tower pass; distill RoIs join it ('shared') or get their own."""
+  def _region_and_distill(self, features, rois, distill_rois, distill_roi_valid=None):
+    """Training-time region tower pass; distill RoIs join it ('shared') or get their own.
+
+    Batch norm leaves out the distill RoIs that do not count, unless
+    `padded_rois_in_batch_norm` (the official code: every one of the M slots)."""
     if self._distillation == "none":
       return self.region_tower(self.roi_aligner(features, rois), training=True), None
     if distill_rois is None:
@@ -285,7 +299,10 @@ class ViLDModel(tf_keras.Model):
     if distill_rois.shape.rank != 3 or distill_rois.shape[-1] != 4:
       raise ValueError(f"ViLDModel: distill_rois must be [batch, M, 4], got shape "
                        f"{distill_rois.shape}.")
-    distill_valid = valid_roi_mask(distill_rois)
+    distill_valid = (valid_roi_mask(distill_rois) if distill_roi_valid is None
+                     else tf.cast(distill_roi_valid, tf.bool))
+    if self._padded_rois_in_batch_norm:
+      distill_valid = tf.ones_like(distill_valid)
     if self._distillation == "separate":
       region = self.region_tower(self.roi_aligner(features, rois), training=True)
       distill = self.distill_tower(self.roi_aligner(features, distill_rois),

@@ -14,6 +14,23 @@ from vild.data import augmentation
 from vild.modeling import vild_model
 
 
+# Input diagnostics returned with the loss terms (means over this replica's images): how many
+# instances per image build_training_labels.max_num_instances dropped, and the fraction of
+# images that lost any. The trainer writes them under input/ and warns when they are not 0.
+CLIPPED_INSTANCES = "clipped_instances_per_image"
+CLIPPED_IMAGES = "clipped_image_fraction"
+INPUT_STATS = (CLIPPED_INSTANCES, CLIPPED_IMAGES)
+
+
+def input_stats(labels: Mapping) -> Dict[str, tf.Tensor]:
+  """The INPUT_STATS of a batch whose labels count their clipped instances (else none)."""
+  if "num_clipped_instances" not in labels:
+    return {}
+  clipped = tf.cast(labels["num_clipped_instances"], tf.float32)
+  return {CLIPPED_INSTANCES: tf.reduce_mean(clipped),
+          CLIPPED_IMAGES: tf.reduce_mean(tf.cast(clipped > 0, tf.float32))}
+
+
 def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
             training: bool, text_embeddings: Optional[tf.Tensor] = None,
             base_mask: Optional[tf.Tensor] = None) -> Dict:
@@ -31,6 +48,7 @@ def forward(model: vild_model.ViLDModel, images: tf.Tensor, labels: Mapping,
       gt_classes=labels.get("gt_classes"),
       gt_masks=labels.get("gt_masks"),
       distill_rois=labels.get("distill_rois") if training else None,
+      distill_roi_valid=labels.get("distill_roi_valid") if training else None,
       text_embeddings=text_embeddings,
       base_mask=base_mask,
       sampling_seeds=labels.get("sampling_seeds") if training else None,
@@ -59,8 +77,8 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
                trainable_variables: Optional[Sequence[tf.Variable]] = None,
                weight_decay_fn: Optional[Callable[[Sequence[tf.Variable]], tf.Tensor]] = None
                ) -> Dict[str, tf.Tensor]:
-  """Runs one optimisation step; returns the loss terms (before the replica division) and
-  'gradient_norm', the global norm of this replica's loss gradient.
+  """Runs one optimisation step; returns the loss terms (before the replica division),
+  'gradient_norm', the global norm of this replica's loss gradient, and the INPUT_STATS.
 
   `weight_decay_fn(variables)` (e.g. vild.training.optimizer.weight_decay_loss) adds the
   'weight_decay_loss' term to 'total_loss'.
@@ -79,4 +97,5 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
   # from the loss (relu(NaN) = 0 on CPU) into a visible non-finite term.
   terms["gradient_norm"] = tf.linalg.global_norm(gradients) * num_replicas
   optimizer.apply_gradients(zip(gradients, variables))
+  terms.update(input_stats(labels))
   return terms
