@@ -11,6 +11,7 @@ import tf_keras
 
 from tests.conftest import REPO
 from vild import anchors
+from vild import losses
 from vild.data import targets
 from vild.modeling import factory
 from vild.modeling import learned_classifier
@@ -107,3 +108,13 @@ def test_official_weight_decay_rule_decays_the_background_embedding():
       optimizer_lib.weight_decay_loss(variables, weight_decay=0.1,
                                       decay_background_embedding=True),
       0.1 * (kernel + background), rtol=1e-6)
+
+
+def test_sampling_and_box_losses_are_the_official_settings():
+  gin_config.parse(["configs/lvis/vild_r50.gin"], finalize=False)
+  sampler = factory.build_roi_sampler().get_config()
+  assert (sampler["num_sampled_rois"], sampler["foreground_fraction"],
+          sampler["foreground_iou_threshold"]) == (512, 0.25, 0.5)
+  loss = losses.ViLDLoss()
+  assert loss._rpn_box._huber_loss.get_config()["delta"] == pytest.approx(1 / 9)
+  assert loss._box._huber_loss.get_config()["delta"] == 1.0
