@@ -13,7 +13,6 @@ next run over that shard removes. `check_settings` keeps a rerun from mixing the
 different configurations in one directory.
 """
 import glob
-import json
 import os
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
@@ -23,6 +22,7 @@ import tqdm
 from absl import logging
 
 from vild.utils import io
+from vild.utils import job_settings
 
 # (records of one input shard, the shard's path for messages) -> one output record per input
 # record, in order.
@@ -63,21 +63,19 @@ def check_settings(output_dir: str, name: str, settings: Dict) -> None:
   """Saves a job's settings as `{output_dir}/{name}.json`, or checks them against the saved ones.
 
   Every shard of a directory must come from one configuration (one detector, one teacher);
-  a rerun with other settings would silently mix them.
+  a rerun with other settings would silently mix them (`vild.utils.job_settings`).
   """
   path = os.path.join(output_dir, f"{name}.json")
-  settings = json.loads(json.dumps(settings))  # tuples -> lists, as they come back from disk
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-    changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-    if changed:
-      details = "; ".join(f"{k}: saved {old!r}, now {new!r}" for k, (old, new) in changed.items())
-      raise ShardJobError(
-          f"{path}: the shards in {output_dir} were written with other settings ({details}). "
-          "Use a new output directory, or rerun with the saved settings to finish the job.")
+  saved = job_settings.load(path)
+  if saved is None:
+    job_settings.save(path, settings)
     return
-  io.write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
+  changed = job_settings.differences(saved, settings)
+  if changed:
+    raise ShardJobError(
+        f"{path}: the shards in {output_dir} were written with other settings "
+        f"({'; '.join(changed)}). Use a new output directory, or rerun with the saved settings "
+        "to finish the job.")
 
 
 def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordTransform,
