@@ -10,7 +10,8 @@ config, from which evaluation and vild.inference rebuild the model), operative_c
 Each loop of `steps_per_loop` steps is one tf.function call:
   next batch per replica -> strategy.run(train_step) -> loss terms averaged over replicas.
 Between loops: the NaN/inf guard, TensorBoard summaries (every loss term, learning rate,
-examples/second), a console line with ETA, a checkpoint every `checkpoint_interval` steps,
+examples/second, the input's clipped-instance counts), a console line with ETA (and a warning
+when instances beyond build_training_labels.max_num_instances were dropped), a checkpoint every `checkpoint_interval` steps,
 and on SIGTERM (TPU/VM preemption) a checkpoint and a clean stop.
 
 Exact resume: a checkpoint holds the model, the optimizer (momentum and step counter) and, when
