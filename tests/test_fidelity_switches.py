@@ -56,9 +56,9 @@ def test_cropped_distill_rois_kept_as_zero_area_border_boxes(small_gin):  # noqa
     if (second[2] - second[0]) * (second[3] - second[1]) > 0:
       continue  # the crop kept the corner
     seen += 1
-    assert dropped["distill_roi_valid"].numpy().tolist() == [True, False, False, False]
+    assert dropped["distill_roi_valid"].numpy().tolist() == [1, 0, 0, 0]
     np.testing.assert_array_equal(dropped["distill_rois"].numpy()[1], -1)
-    assert kept["distill_roi_valid"].numpy().tolist() == [True, True, False, False]
+    assert kept["distill_roi_valid"].numpy().tolist() == [1, 1, 0, 0]
     assert second.min() >= 0 and second[[2, 3]].max() <= max(OUT)
     np.testing.assert_array_equal(kept["distill_features"].numpy()[1], [4, 5, 6, 7])
     # The loss counts the zero-area RoI as the official one does.

@@ -60,7 +60,7 @@ def distillation_loss(region_embeddings: tf.Tensor, teacher_embeddings: tf.Tenso
     region_embeddings: [B, M, D] unit-norm region embeddings of the distill RoIs.
     teacher_embeddings: [B, M, D] teacher (CLIP) embeddings; L2-normalised here.
     distill_rois: [B, M, 4] the RoIs, -1 padded.
-    distill_roi_valid: [B, M] bool, the RoIs that count (the input pipeline's label);
+    distill_roi_valid: [B, M] bool or 0/1, the RoIs that count (the input pipeline's label);
       default: those with area.
 
   Returns:

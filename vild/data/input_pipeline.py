@@ -11,7 +11,7 @@ Training labels (per image, batched along axis 0; shapes static for TPU):
   sampling_seeds [2]     int32 seed of this example's RoI subsample in the model
   distill_rois [M, 4]    pixel yxyx in the model input, -1 padded (with distill_feature_dim)
   distill_features [M, D] teacher embeddings of the RoIs, -1 padded rows
-  distill_roi_valid [M]  bool, the RoIs the distillation loss counts (False for padding)
+  distill_roi_valid [M]  int32, 1 for the RoIs the distillation loss counts, 0 for padding
 The per-image part is exactly `vild.data.targets.build_training_labels`.
 
 Evaluation labels (resize only, no augmentation):
@@ -187,7 +187,7 @@ class Parser:
     return {
         "distill_rois": pad(rois, -1),
         "distill_features": pad(features, -1),
-        "distill_roi_valid": tf.cast(pad(tf.ones_like(rois[:, 0], tf.int32), 0), tf.bool),
+        "distill_roi_valid": pad(tf.ones_like(rois[:, 0], tf.int32), 0),
     }
 
   def _parse_eval(self, data):

@@ -190,8 +190,8 @@ class ViLDModel(tf_keras.Model):
       gt_boxes, gt_classes, gt_masks: training targets, -1 padded ([B, I, 4], [B, I] with
         1-based class indices into the vocabulary, [B, I, h, w] box-cropped masks).
       distill_rois: [B, M, 4] pixel boxes for distillation, -1 padded (training only).
-      distill_roi_valid: [B, M] bool, the distill RoIs that count (the input pipeline's
-        label); default: those with area (valid_roi_mask).
+      distill_roi_valid: [B, M] bool or 0/1, the distill RoIs that count (the input
+        pipeline's label); default: those with area (valid_roi_mask).
       text_embeddings: [C, D] vocabulary for this call; default the stored one.
       base_mask: [C] bool for ViLD-ensemble; default the stored one.
       sampling_seeds: [B, 2] int, one seed per image for the RoI subsample (training); with
