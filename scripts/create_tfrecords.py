@@ -12,13 +12,17 @@ Writes {output_dir}/{name}-NNNNN-of-NNNNN.tfrecord, {name}.settings.json and {na
 finished shards; with other settings it stops and names the difference (--overwrite redoes
 everything). See vild.data.conversion and docs/data.md.
 """
-import sys
+from vild.utils import cli
 
-from absl import app
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+import sys  # noqa: E402
+
 from absl import flags
 
 from vild.data import category_splits
 from vild.data import conversion
+from vild.utils import gin_config
 
 flags.DEFINE_string("annotations", None, "LVIS v1 or COCO instances JSON.")
 flags.DEFINE_string("image_root", None, "Directory the images' file_name/coco_url paths are "
@@ -44,6 +48,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  gin_config.parse_flags()
   try:
     conversion.convert(FLAGS.annotations, FLAGS.image_root, FLAGS.output_dir, FLAGS.name,
                        split=FLAGS.split, base_only=FLAGS.base_only,
@@ -58,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,10 +10,12 @@ r"""Evaluates a ViLD checkpoint (or each new checkpoint of a run) with the LVIS 
 Writes detections_<step>.json (official results format), metrics_<step>.json and TensorBoard
 scalars to the output directory.
 """
+from vild.utils import cli
 
-import os
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from absl import app
+import os  # noqa: E402
+
 from absl import flags
 
 from vild.evaluation import experiment
@@ -39,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

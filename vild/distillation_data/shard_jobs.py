@@ -12,8 +12,8 @@ shard that exists and redoes the others; a killed run leaves only hidden tempora
 next run over that shard removes. `check_settings` keeps a rerun from mixing the shards of two
 different configurations in one directory.
 """
-import glob
 import os
+import re
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
@@ -21,6 +21,7 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
+from vild.data import tf_example
 from vild.utils import io
 from vild.utils import job_settings
 
@@ -31,6 +32,21 @@ RecordTransform = Callable[[Iterable[bytes], str], Iterator[bytes]]
 
 class ShardJobError(ValueError):
   """Input, output or settings of a shard job do not fit; the message says what to do."""
+
+
+def record_name(source: str, index: int, example: tf.train.Example) -> str:
+  """'<shard>: record <index> (image/source_id <id>)': a record as messages name it."""
+  return f"{source}: record {index} (image/source_id {tf_example.source_id(example)})"
+
+
+def op_error_text(error: tf.errors.OpError) -> str:
+  """A TensorFlow error's own message (e.g. 'jpeg::Uncompress failed. Invalid JPEG data or
+  crop window.'), without graph-execution headers, stack lines, node lists or op names."""
+  text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", error.message)
+  lines = [line.strip() for line in text.splitlines()]
+  lines = [line for line in lines if line and not line.startswith(
+      ("Graph execution error", "Detected at node", "File \""))]
+  return lines[-1] if lines else error.message
 
 
 def list_shards(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -74,8 +90,10 @@ def check_settings(output_dir: str, name: str, settings: Dict) -> None:
   if changed:
     raise ShardJobError(
         f"{path}: the shards in {output_dir} were written with other settings "
-        f"({'; '.join(changed)}). Use a new output directory, or rerun with the saved settings "
-        "to finish the job.")
+        f"({'; '.join(changed)}). Sources are identified by content (sha256 of their weights "
+        "and config), so another detector or teacher differs even at the same path and "
+        "checkpoint name. Use a new output directory, or rerun with the saved settings to "
+        "finish the job.")
 
 
 def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordTransform,
@@ -120,7 +138,7 @@ def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordT
 
 def _write_shard(input_path: str, output_path: str, transform: RecordTransform,
                  progress: tqdm.tqdm, postfix) -> int:
-  _remove_stale_temporaries(output_path)
+  io.remove_stale_temporaries(output_path)
   counts = {"in": 0, "out": 0}
 
   def records():
@@ -141,10 +159,3 @@ def _write_shard(input_path: str, output_path: str, transform: RecordTransform,
                           "written; a record transform must return one record per record.")
   return counts["out"]
 
-
-def _remove_stale_temporaries(output_path: str) -> None:
-  """Deletes temporaries a killed run left for this shard (io.atomic_path: .<file>.*.tmp)."""
-  directory, name = os.path.split(output_path)
-  for stale in glob.glob(os.path.join(directory, f".{glob.escape(name)}.*.tmp")):
-    logging.info("Removing %s, left by an interrupted run.", stale)
-    os.remove(stale)

@@ -96,14 +96,21 @@ class Detector:
       if input_size is not None:
         raise DetectorError(f"{path}: a SavedModel's input size is fixed at export; drop "
                             "input_size or re-export.")
+      if "gin_files" in kwargs or "gin_bindings" in kwargs:
+        raise DetectorError(f"{path}: a SavedModel's graph is fixed at export; gin files and "
+                            "bindings apply to model directories only.")
       return cls.from_saved_model(path, teacher=teacher, **kwargs)
     return cls.from_checkpoint(path, teacher=teacher, input_size=input_size, **kwargs)
 
   @classmethod
   def from_checkpoint(cls, model_dir: str, teacher=None,
-                      input_size: Optional[Sequence[int]] = None, **kwargs) -> "Detector":
-    """From a model directory (config.gin + checkpoints; see vild.inference.checkpoint)."""
-    loaded = checkpoint.load_model(model_dir, input_size=input_size)
+                      input_size: Optional[Sequence[int]] = None,
+                      gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
+                      **kwargs) -> "Detector":
+    """From a model directory (config.gin + checkpoints; see vild.inference.checkpoint);
+    `gin_files` replace its config.gin, `gin_bindings` apply after it."""
+    loaded = checkpoint.load_model(model_dir, input_size=input_size, gin_files=gin_files,
+                                   gin_bindings=gin_bindings)
     return cls.from_model(loaded.model, loaded.input_size, teacher=teacher, **kwargs)
 
   @classmethod

@@ -1,4 +1,9 @@
-"""Reading images for inference and expanding an --image spec (file, glob or directory)."""
+"""Reading images for inference and expanding an --image spec (file, glob or directory).
+
+Pixels go through `vild.data.pixels.to_rgb8`, the converter's rule: 16-bit images are scaled to
+8 bits (as TensorFlow's decoder, and so the SavedModel, reads them), images without an 8-bit
+scale (float) are refused with their file named.
+"""
 import glob
 import os
 from typing import List, Union
@@ -6,6 +11,8 @@ from typing import List, Union
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+
+from vild.data import pixels
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ImageLike = Union[str, np.ndarray, Image.Image]
@@ -19,8 +26,9 @@ def load_image(path: str) -> np.ndarray:
   """uint8 [H, W, 3] RGB, EXIF orientation applied (as a viewer shows the photo)."""
   try:
     with Image.open(path) as image:
-      image = ImageOps.exif_transpose(image)
-      return np.asarray(image.convert("RGB"), np.uint8)
+      return pixels.to_rgb8(ImageOps.exif_transpose(image), source=path)
+  except pixels.UnsupportedImageError as e:
+    raise ImageError(str(e)) from e
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     raise ImageError(f"{path}: cannot read the image ({e}).") from e
 
@@ -30,7 +38,7 @@ def as_array(image: ImageLike) -> np.ndarray:
   if isinstance(image, str):
     return load_image(image)
   if isinstance(image, Image.Image):
-    return np.asarray(image.convert("RGB"), np.uint8)
+    return pixels.to_rgb8(image, source="the PIL image")
   array = np.asarray(image)
   if array.ndim == 2:
     array = np.stack([array] * 3, axis=-1)

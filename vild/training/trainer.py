@@ -181,6 +181,7 @@ class ViLDTrainer:
                                           num_classes=len(vocabulary))
     # A constant inside the step: static shape for TPU, and never a trained variable.
     self._text_embeddings = tf.constant(text_embeddings_lib.l2_normalize(matrix))
+    self._text_embeddings_source = vocabulary.source  # the file, for messages
     self._class_mask = tf.constant(vocabulary.base_mask) if mask_novel_logits else None
     logging.info("Training vocabulary: %s%s", vocabulary.describe(),
                  " (novel logits masked)" if mask_novel_logits else "")
@@ -189,7 +190,7 @@ class ViLDTrainer:
     """Model, optimizer (slots created now, so a restore fills them) and trained variables."""
     self.model = factory.build_vild_model()
     factory.build_variables(self.model, image_size)
-    text_embeddings_lib.validate(self._text_embeddings.numpy(), "training text embeddings",
+    text_embeddings_lib.validate(self._text_embeddings.numpy(), self._text_embeddings_source,
                                  embedding_dim=self.model.embedding_dim)
     self._check_distillation_labels()
     num_classes = int(self._text_embeddings.shape[0])
