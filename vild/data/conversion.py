@@ -65,14 +65,13 @@ class ConversionError(RuntimeError):
 
 def load_dataset(path: str) -> dict:
   """Reads an LVIS/COCO instances JSON and checks its top-level fields."""
-  if not os.path.exists(path):
+  if not vild_io.exists(path):
     raise ConversionError(f"{path}: no such annotation file; give an LVIS v1 or COCO "
                           "instances JSON.")
-  with open(path, encoding="utf-8") as f:
-    try:
-      dataset = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ConversionError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    dataset = vild_io.read_json(path)
+  except json.JSONDecodeError as e:
+    raise ConversionError(f"{path}: not valid JSON ({e}).") from e
   missing = [k for k in ("images", "annotations", "categories") if k not in dataset]
   if missing:
     raise ConversionError(f"{path}: missing top-level fields {missing}; an LVIS/COCO "
@@ -274,8 +273,8 @@ def image_fields(task: dict, include_masks: bool) -> Tuple[dict, Optional[str]]:
   """
   image, path, anns = task["image"], task["path"], task["annotations"]
   height, width = int(image["height"]), int(image["width"])
-  with open(path, "rb") as f:
-    encoded, image_format, converted_from = storable_image(f.read(), path, height, width)
+  encoded, image_format, converted_from = storable_image(vild_io.read_bytes(path), path, height,
+                                                        width)
   boxes = [clipped_box(a["bbox"], height, width) for a in anns]
   fields = {
       "encoded_image": encoded,
@@ -369,22 +368,22 @@ def convert(annotations_path: str, image_root: str, output_dir: str, name: str,
   settings = {  # what determines the records; see check_previous_conversion
       "format": RECORD_FORMAT,
       "annotations_sha256": job_settings.file_sha256(annotations_path),
-      "image_root": os.path.abspath(image_root),
+      "image_root": vild_io.absolute(image_root),
       "split": split,
       "base_only": base_only,
       "include_masks": include_masks,
       "num_shards": num_shards,
       "allow_outside_image_root": allow_outside_image_root,
   }
-  os.makedirs(output_dir, exist_ok=True)
+  vild_io.makedirs(output_dir)
   if overwrite:
     remove_conversion(output_dir, name)
   else:
     check_previous_conversion(output_dir, name, settings)
 
   report = {
-      "annotations": os.path.abspath(annotations_path),
-      "image_root": os.path.abspath(image_root),
+      "annotations": vild_io.absolute(annotations_path),
+      "image_root": vild_io.absolute(image_root),
       "name": name,
       "settings": settings,
       "split": split,
@@ -461,8 +460,7 @@ def remove_conversion(output_dir: str, name: str) -> None:
   """Deletes the shards, settings and report of `name` in `output_dir`."""
   shards.remove_outputs(output_dir, name)
   for path in (_settings_path(output_dir, name), _report_path(output_dir, name)):
-    if os.path.exists(path):
-      os.remove(path)
+    vild_io.remove(path)
 
 
 def _settings_path(output_dir: str, name: str) -> str:

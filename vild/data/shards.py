@@ -18,7 +18,6 @@ import glob
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -48,16 +47,16 @@ def list_outputs(output_dir: str, name: str) -> List[str]:
   """Every shard, saved result and temporary of `name` in `output_dir`, whatever its count."""
   directory, digits = glob.escape(output_dir), "[0-9]" * 5
   shard = f"{glob.escape(name)}-{digits}-of-{digits}.tfrecord"
-  return sorted(glob.glob(os.path.join(directory, shard)) +
-                glob.glob(os.path.join(directory, f".{shard}.*.tmp")) +
-                glob.glob(os.path.join(directory, f"{glob.escape(name)}.shards", "*")))
+  return sorted(io.glob(os.path.join(directory, shard)) +
+                io.glob(os.path.join(directory, f".{shard}.*.tmp")) +
+                io.glob(os.path.join(directory, f"{glob.escape(name)}.shards", "*")))
 
 
 def remove_outputs(output_dir: str, name: str) -> None:
   """Deletes every shard, saved result and temporary of `name` (other names are left alone)."""
   for path in list_outputs(output_dir, name):
-    os.remove(path)
-  shutil.rmtree(os.path.join(output_dir, f"{name}.shards"), ignore_errors=True)
+    io.remove(path)
+  io.remove(os.path.join(output_dir, f"{name}.shards"))
 
 
 def split_evenly(items: Sequence, num_shards: int) -> List[list]:
@@ -77,7 +76,7 @@ def write_shards(output_dir: str, name: str, shards: Sequence[Sequence],
 
   Each result dict holds what `write_items` returned plus 'num_records' and 'path'.
   """
-  os.makedirs(os.path.join(output_dir, f"{name}.shards"), exist_ok=True)
+  io.makedirs(os.path.join(output_dir, f"{name}.shards"))
   _remove_stale_temporaries(output_dir, name)
   num_shards = len(shards)
   results: Dict[int, Dict] = {}
@@ -85,9 +84,8 @@ def write_shards(output_dir: str, name: str, shards: Sequence[Sequence],
   for index, items in enumerate(shards):
     path = shard_path(output_dir, name, index, num_shards)
     saved = result_path(output_dir, name, index)
-    if os.path.exists(path) and os.path.exists(saved):
-      with open(saved, encoding="utf-8") as f:
-        results[index] = json.load(f)
+    if io.exists(path) and io.exists(saved):
+      results[index] = io.read_json(saved)
     else:
       pending.append((index, path, saved, list(items)))
   if len(pending) < num_shards:
@@ -163,4 +161,4 @@ def _remove_stale_temporaries(output_dir: str, name: str) -> None:
   for stale in list_outputs(output_dir, name):
     if stale.endswith(".tmp"):
       logging.info("Removing %s, left by an interrupted run.", stale)
-      os.remove(stale)
+      io.remove(stale)

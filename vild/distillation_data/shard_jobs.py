@@ -114,13 +114,13 @@ def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordT
   """
   files = list_shards(file_pattern)
   for path in files:
-    if os.path.realpath(os.path.dirname(path)) == os.path.realpath(output_dir):
+    if _same_directory(os.path.dirname(path), output_dir):
       raise ShardJobError(f"output_dir {output_dir} holds the input shards ({path}); write to "
                           "another directory.")
-  os.makedirs(output_dir, exist_ok=True)
+  io.makedirs(output_dir)
   mine = assigned_shards(files, shard_index, num_shards)
   outputs = {path: os.path.join(output_dir, os.path.basename(path)) for path in mine}
-  pending = [p for p in mine if not os.path.exists(outputs[p])]
+  pending = [p for p in mine if not io.exists(outputs[p])]
   skipped = [outputs[p] for p in mine if p not in pending]
   logging.info("%s: shard %d of %d takes %d of %d input shards; %d already written, %d to do.",
                description, shard_index, num_shards, len(mine), len(files), len(skipped),
@@ -159,3 +159,10 @@ def _write_shard(input_path: str, output_path: str, transform: RecordTransform,
                           "written; a record transform must return one record per record.")
   return counts["out"]
 
+
+
+def _same_directory(a: str, b: str) -> bool:
+  """Local paths resolved (symlinks, '..'); URLs (gs://) compared as written."""
+  if "://" in a or "://" in b:
+    return a.rstrip("/") == b.rstrip("/")
+  return os.path.realpath(a) == os.path.realpath(b)

@@ -15,6 +15,7 @@ from pycocotools import coco
 from pycocotools import cocoeval
 
 from vild.evaluation import detections as detections_lib
+from vild.utils import io as vild_io
 
 IOU_TYPES = detections_lib.IOU_TYPES
 # COCOeval.stats, in order.
@@ -24,11 +25,9 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARma
 
 def load_groundtruth(groundtruth: Union[str, dict]) -> coco.COCO:
   """A pycocotools COCO from an annotation JSON path or a dataset dict."""
-  if isinstance(groundtruth, str):
-    with contextlib.redirect_stdout(io.StringIO()):
-      return coco.COCO(groundtruth)
   api = coco.COCO()
-  api.dataset = copy.deepcopy(groundtruth)
+  api.dataset = (vild_io.read_json(groundtruth) if isinstance(groundtruth, str)  # gs:// too
+                 else copy.deepcopy(groundtruth))
   with contextlib.redirect_stdout(io.StringIO()):
     api.createIndex()
   return api

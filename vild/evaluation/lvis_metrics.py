@@ -14,6 +14,7 @@ import numpy as np
 import lvis
 
 from vild.evaluation import detections as detections_lib
+from vild.utils import io as vild_io
 
 IOU_TYPES = detections_lib.IOU_TYPES
 # Keys of LVISEval.results; AR@300 is the official max_dets.
@@ -46,8 +47,8 @@ class _LVISFromDict(lvis.LVIS):
 
 def load_groundtruth(groundtruth: Union[str, dict]) -> lvis.LVIS:
   """An lvis.LVIS from an annotation JSON path or a dataset dict."""
-  if isinstance(groundtruth, str):
-    return lvis.LVIS(groundtruth)
+  if isinstance(groundtruth, str):  # read through tf.io.gfile: gs:// works too
+    groundtruth = vild_io.read_json(groundtruth)
   return _LVISFromDict(groundtruth)
 
 

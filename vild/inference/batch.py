@@ -51,7 +51,7 @@ def detect_files(detector: detector_lib.Detector, paths: Sequence[str], vocabula
                  max_drawn: int = 100, model_name: str = "") -> RunReport:
   """Runs `detector` on each image file and writes the outputs described above."""
   vocab, matrix = detector.text_embeddings(vocabulary)  # embedded once, before any image
-  os.makedirs(output_dir, exist_ok=True)
+  io.makedirs(output_dir)
   report = RunReport()
   unique = {}  # an image named twice (e.g. by a folder and a glob) is processed once
   for path in paths:
@@ -68,8 +68,8 @@ def detect_files(detector: detector_lib.Detector, paths: Sequence[str], vocabula
     [detections] = detector.detect(image, (vocab, matrix), method=method)
     png = os.path.join(output_dir, names[path] + ".png")
     json_path = os.path.join(output_dir, names[path] + ".json")
-    with io.atomic_path(png) as tmp:
-      visualize.draw_detections(image, detections, max_drawn=max_drawn).save(tmp, format="PNG")
+    with io.atomic_path(png) as tmp, io.open_file(tmp, "wb") as f:
+      visualize.draw_detections(image, detections, max_drawn=max_drawn).save(f, format="PNG")
     io.write_text_atomic(json_path, json.dumps(_image_record(path, detections, include_masks),
                                                indent=1) + "\n")
     report.results.append(FileResult(path, detections, png, json_path))

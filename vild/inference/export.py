@@ -44,9 +44,9 @@ def training_files(directory: str) -> List[str]:
   `checkpoint` state file, checkpoint indexes (`<prefix>.index` beside `<prefix>.data-*`) and
   the trainer's config.gin."""
   names = [n for n in ("checkpoint", trainer.CONFIG_NAME)
-           if os.path.isfile(os.path.join(directory, n))]
-  for index in sorted(glob.glob(os.path.join(glob.escape(directory), "*.index"))):
-    if glob.glob(glob.escape(index[:-len(".index")]) + ".data-*"):
+           if io.exists(os.path.join(directory, n)) and not io.isdir(os.path.join(directory, n))]
+  for index in io.glob(os.path.join(glob.escape(directory), "*.index")):
+    if io.glob(glob.escape(index[:-len(".index")]) + ".data-*"):
       names.append(os.path.basename(index))
   return names
 
@@ -62,7 +62,7 @@ def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
   contains one, any existing non-empty directory that is not an export of this module, and a
   file. An earlier export is replaced only with `overwrite`.
   """
-  path = os.path.abspath(export_dir)
+  path = io.absolute(export_dir).rstrip("/")
   advice = "choose another --export_dir, e.g. exports/<run name>"
   parent = os.path.dirname(path)
   while True:  # no ancestor may be a training run: a later --overwrite there could delete it
@@ -70,24 +70,25 @@ def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
     if files:
       raise ExportError(f"{export_dir}: lies inside {parent}, a training run's directory "
                         f"({_shown(files)}); {advice}.")
-    if os.path.dirname(parent) == parent:
-      break
+    if os.path.dirname(parent) == parent or ("://" in path and
+                                             "://" not in os.path.dirname(parent)):
+      break  # the root, or a bucket (gs://bucket)
     parent = os.path.dirname(parent)
-  if not os.path.lexists(path):
+  if not io.exists(path):
     return
-  if not os.path.isdir(path) or os.path.islink(path):
+  if not io.isdir(path) or os.path.islink(path):
     raise ExportError(f"{export_dir}: exists and is not a directory; {advice}.")
   files = training_files(path)
   if files:
     raise ExportError(f"{export_dir}: a training run's directory ({_shown(files)}); exporting "
                       f"there would delete it, even with --overwrite. {advice.capitalize()}.")
-  if not os.listdir(path):
+  if not io.listdir(path):
     return
-  if not (is_saved_model(path) and os.path.isfile(os.path.join(path, SPEC_PATH))):
+  if not (is_saved_model(path) and io.exists(os.path.join(path, SPEC_PATH))):
     raise ExportError(f"{export_dir}: exists, is not empty and is not a vild export "
                       f"(no saved_model.pb and {SPEC_PATH}); --overwrite replaces only an "
                       f"earlier export. {advice.capitalize()}.")
-  for root, dirs, _ in os.walk(path):  # a run someone put inside an old export
+  for root, dirs, _ in tf.io.gfile.walk(path):  # a run someone put inside an old export
     dirs[:] = [d for d in dirs if os.path.join(root, d) != os.path.join(path, "variables")]
     found = training_files(root) if root != path else []
     if found:
@@ -146,7 +147,7 @@ class LoadedExport:
 
 
 def is_saved_model(path: str) -> bool:
-  return os.path.exists(os.path.join(path, "saved_model.pb"))
+  return io.exists(os.path.join(path, "saved_model.pb"))
 
 
 def load_saved_model(export_dir: str) -> LoadedExport:
@@ -155,13 +156,13 @@ def load_saved_model(export_dir: str) -> LoadedExport:
     raise ExportError(f"{export_dir}: no saved_model.pb; give a directory written by "
                       "scripts/export_saved_model.py.")
   spec_path = os.path.join(export_dir, SPEC_PATH)
-  if not os.path.exists(spec_path):
+  if not io.exists(spec_path):
     raise ExportError(f"{spec_path}: missing; this SavedModel was not exported by vild "
                       "(re-export it with scripts/export_saved_model.py).")
   loaded = tf.saved_model.load(export_dir)
   vocabulary_path = os.path.join(export_dir, VOCABULARY_PATH)
   vocabulary = (vocabulary_lib.Vocabulary.from_file(vocabulary_path)
-                if os.path.exists(vocabulary_path) else None)
+                if io.exists(vocabulary_path) else None)
   return LoadedExport(signatures=dict(loaded.signatures),
                       spec=spec_lib.ModelSpec.load(spec_path),
                       vocabulary=vocabulary, saved_model=loaded)

@@ -66,8 +66,7 @@ class ModelSpec:
 
   @classmethod
   def load(cls, path: str) -> "ModelSpec":
-    with open(path, encoding="utf-8") as f:
-      return cls.from_dict(json.load(f))
+    return cls.from_dict(io.read_json(path))
 
 
 def detection_settings(generator) -> Dict[str, Any]:

@@ -36,6 +36,9 @@ class LearnedClassifier(tf_keras.layers.Layer):
 
   def __init__(self, num_classes: int, embedding_dim: int, temperature: float = 0.01,
                **kwargs):
+    # float32 under mixed precision: Keras would otherwise round the region embeddings to
+    # bfloat16 on the way in, and 1 / temperature (100) amplifies that rounding to ~0.1.
+    kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
     if num_classes <= 0:
       raise ValueError(f"LearnedClassifier: num_classes must be positive, got {num_classes}.")

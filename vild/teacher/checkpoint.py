@@ -130,18 +130,17 @@ def to_hf(layout: str, value: np.ndarray) -> np.ndarray:
 # Reading.
 def read_config(directory: str) -> config_lib.CLIPConfig:
   path = os.path.join(directory, "config.json")
-  if not os.path.isdir(directory):
+  if not io.isdir(directory):
     raise CheckpointError(f"{directory}: no such checkpoint directory. Give a local Hugging "
                           "Face CLIP directory (config.json, model.safetensors, vocab.json, "
                           "merges.txt).")
-  if not os.path.exists(path):
+  if not io.exists(path):
     raise CheckpointError(f"{path}: missing. A CLIP checkpoint directory needs the "
                           "transformers CLIPModel config.json beside model.safetensors.")
-  with open(path, encoding="utf-8") as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise CheckpointError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    data = io.read_json(path)
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path}: not valid JSON ({e}).") from e
   name = os.path.basename(os.path.normpath(directory))
   config = config_lib.from_hf_config(data, name=name, source=path)
   mean, std = config_lib.read_preprocessor_config(directory)
@@ -152,24 +151,23 @@ def read_tensors(directory: str) -> Dict[str, np.ndarray]:
   """All tensors of `model.safetensors`, or of the shards its index lists."""
   single = os.path.join(directory, WEIGHTS_FILE)
   index = os.path.join(directory, INDEX_FILE)
-  if os.path.exists(single):
+  if io.exists(single):
     files = [single]
-  elif os.path.exists(index):
-    with open(index, encoding="utf-8") as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
+  elif io.exists(index):
+    shards = sorted(set(io.read_json(index)["weight_map"].values()))
     files = [os.path.join(directory, s) for s in shards]
   else:
     others = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
-              if os.path.exists(os.path.join(directory, n))]
+              if io.exists(os.path.join(directory, n))]
     hint = (f" It holds {others}: re-save it with transformers' save_pretrained("
             "safe_serialization=True) to get model.safetensors." if others else "")
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (nor {INDEX_FILE}).{hint}")
   tensors = {}
   for path in files:
-    if not os.path.exists(path):
+    if not io.exists(path):
       raise CheckpointError(f"{path}: listed in {INDEX_FILE} but missing.")
     try:
-      tensors.update(safetensors_numpy.load_file(path))
+      tensors.update(safetensors_numpy.load(io.read_bytes(path)))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
       raise CheckpointError(f"{path}: not a readable safetensors file ({e}).") from e
   return tensors
@@ -231,12 +229,12 @@ def load_clip(directory: str
 def save_clip(directory: str, model: clip_model.CLIPModel,
               tokenizer: tokenizer_lib.ClipTokenizer, config: config_lib.CLIPConfig) -> None:
   """Writes a Hugging Face CLIP directory; each file appears complete or not at all."""
-  os.makedirs(directory, exist_ok=True)
+  io.makedirs(directory)
   variables = {v.name.split(":")[0]: v for v in model.weights}
   tensors = {hf_name: np.array(to_hf(layout, variables[name].numpy()), order="C")
              for hf_name, (name, layout) in weight_map(config).items()}
-  with io.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
-    safetensors_numpy.save_file(tensors, tmp, metadata={"format": "pt"})
+  io.write_bytes_atomic(os.path.join(directory, WEIGHTS_FILE),
+                        safetensors_numpy.save(tensors, metadata={"format": "pt"}))
   io.write_text_atomic(os.path.join(directory, "config.json"),
                        json.dumps(hf_config(config, tokenizer), indent=1) + "\n")
   io.write_text_atomic(os.path.join(directory, "vocab.json"),

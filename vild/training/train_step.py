@@ -81,21 +81,34 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
   'gradient_norm', the global norm of this replica's loss gradient, and the INPUT_STATS.
 
   `weight_decay_fn(variables)` (e.g. vild.training.optimizer.weight_decay_loss) adds the
-  'weight_decay_loss' term to 'total_loss'.
+  'weight_decay_loss' term to 'total_loss'. With a LossScaleOptimizer (mixed_float16) the
+  loss is scaled before differentiation and the gradients unscaled; 'loss_scale' is reported.
   """
   variables = trainable_variables if trainable_variables is not None else (
       model.trainable_variables)
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  loss_scaling = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
   with tf.GradientTape() as tape:
     terms = compute_losses(model, loss_fn, images, labels, text_embeddings, class_mask)
     if weight_decay_fn is not None:
       terms["weight_decay_loss"] = weight_decay_fn(variables)
       terms["total_loss"] += terms["weight_decay_loss"]
     scaled_loss = terms["total_loss"] / num_replicas
+    if loss_scaling:
+      scaled_loss = optimizer.get_scaled_loss(scaled_loss)
   gradients = tape.gradient(scaled_loss, variables)
+  if loss_scaling:
+    gradients = optimizer.get_unscaled_gradients(gradients)
   # The norm of this replica's own gradient: a diagnostic, and it turns NaN that ReLUs hide
   # from the loss (relu(NaN) = 0 on CPU) into a visible non-finite term.
   terms["gradient_norm"] = tf.linalg.global_norm(gradients) * num_replicas
+  if loss_scaling:
+    # float16 overflows while the loss scale settles: the optimizer skips such a step and
+    # halves the scale, so a non-finite gradient is not an error here (and never reaches the
+    # weights). Its norm counts as 0; a scale that keeps falling shows in 'loss_scale'.
+    terms["gradient_norm"] = tf.where(tf.math.is_finite(terms["gradient_norm"]),
+                                      terms["gradient_norm"], 0.0)
+    terms["loss_scale"] = tf.cast(optimizer.loss_scale, tf.float32)
   optimizer.apply_gradients(zip(gradients, variables))
   terms.update(input_stats(labels))
   return terms

@@ -28,7 +28,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from absl import logging
 import gin
@@ -83,6 +83,8 @@ class ViLDTrainer:
     init_checkpoint: a checkpoint to initialise from when model_dir has none.
     init_parts: parts of the model to initialise (model.checkpoint_items names), None = all.
     exact_resume_input: checkpoint the input iterator (one input host only).
+    jit_compile: XLA-compile the replica step: 'auto' (GPUs; TPUStrategy compiles it
+      anyway; not on CPUs, where it is slower), True or False.
     seed: seed of Python, NumPy and TensorFlow.
   """
 
@@ -101,6 +103,7 @@ class ViLDTrainer:
                init_checkpoint: Optional[str] = None,
                init_parts: Optional[Sequence[str]] = None,
                exact_resume_input: bool = True,
+               jit_compile: Union[str, bool] = "auto",
                seed: int = 0):
     for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
                         ("checkpoint_interval", checkpoint_interval),
@@ -114,6 +117,10 @@ class ViLDTrainer:
     self._checkpoint_interval = checkpoint_interval
     self._global_batch_size = global_batch_size
     self._is_chief = strategy_lib.is_chief(self._strategy)
+    self.jit_compile = strategy_lib.resolve_jit_compile(self._strategy, jit_compile)
+    # What strategy.run calls per replica: XLA-compiled on its own where asked.
+    self._step_fn = (tf.function(self._replica_step, jit_compile=True, autograph=False)
+                     if self.jit_compile else self._replica_step)
     tf_keras.utils.set_random_seed(seed)
     tf.io.gfile.makedirs(model_dir)
 
@@ -200,7 +207,8 @@ class ViLDTrainer:
           f"build_classifier.num_learned_classes = {self.model.classifier.num_classes} but the "
           f"training vocabulary has {num_classes} categories; set it to {num_classes}.")
     self._schedule = optimizer_lib.learning_rate_schedule()
-    self.optimizer = optimizer_lib.sgd_optimizer(self._schedule)
+    self.optimizer = strategy_lib.with_loss_scaling(
+        optimizer_lib.sgd_optimizer(self._schedule))
     self._variables = optimizer_lib.trainable_variables(self.model)
     self.optimizer.build(self._variables)
     self._loss_fn = losses_lib.ViLDLoss()
@@ -257,7 +265,7 @@ class ViLDTrainer:
     history = tf.TensorArray(tf.float32, size=num_steps)
     for i in tf.range(num_steps):
       images, labels = self._next_batch(iterator)
-      terms = self._strategy.run(self._replica_step, args=(images, labels))
+      terms = self._strategy.run(self._step_fn, args=(images, labels))
       history = history.write(i, self._replica_mean(terms))
     return history.stack()
 

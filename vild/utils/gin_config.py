@@ -21,7 +21,14 @@ class GinConfigError(ValueError):
 
 
 def resolve(path: str) -> str:
-  """An existing gin file's absolute path: as given, else under the repository."""
+  """An existing gin file's absolute path: as given, else under the repository (a URL such as
+  gs://bucket/run/config.gin as given)."""
+  if "://" in path:
+    # Imported here: scripts quiet TensorFlow's logs (vild.utils.cli) before it loads.
+    from vild.utils import io  # pylint: disable=g-import-not-at-top
+    if io.exists(path):
+      return path
+    raise ValueError(f"gin file {path!r} not found.")
   for candidate in (path, os.path.join(REPO, path)):
     if os.path.isfile(candidate):
       return os.path.abspath(candidate)

@@ -9,7 +9,6 @@ the distillation-data jobs (`vild.distillation_data.shard_jobs`).
 """
 import hashlib
 import json
-import os
 from typing import Dict, List, Optional
 
 from vild.utils import io
@@ -20,7 +19,7 @@ _CHUNK = 1 << 20
 def file_sha256(path: str) -> str:
   """'sha256:<hex>' of a file's content: identifies an input wherever it is mounted."""
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
+  with io.open_file(path, "rb") as f:
     for chunk in iter(lambda: f.read(_CHUNK), b""):
       digest.update(chunk)
   return f"sha256:{digest.hexdigest()}"
@@ -28,10 +27,9 @@ def file_sha256(path: str) -> str:
 
 def load(path: str) -> Optional[Dict]:
   """The saved settings, or None when there are none."""
-  if not os.path.exists(path):
+  if not io.exists(path):
     return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return io.read_json(path)
 
 
 def save(path: str, settings: Dict) -> None:
