@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from vild.modeling import detection_generator
+from vild.utils import tpu_contract
 
 
 def iou(a, b):
@@ -151,8 +152,8 @@ def test_per_class_nms_is_exact_at_the_iou_threshold(rule, top_k):
 
 
 @pytest.mark.parametrize("rule,top_k", [("overall", 200), ("per_class", 10)])
-def test_compiles_under_xla_with_the_eager_result(rule, top_k):
-  """The inference path must compile for TPUs (tf.function(jit_compile=True))."""
+def test_meets_the_tpu_contract_with_the_eager_result(rule, top_k):
+  """Both rules compile with XLA, every shape static (vild.utils.tpu_contract)."""
   rng = np.random.default_rng(20)
   rois, _ = near_threshold_pairs(rng, num_pairs=10)
   scores = rng.dirichlet(np.ones(40), size=(1, len(rois))).astype(np.float32)
@@ -160,7 +161,7 @@ def test_compiles_under_xla_with_the_eager_result(rule, top_k):
       pre_nms_rule=rule, pre_nms_top_k=top_k, max_num_detections=30)
   args = (tf.zeros([1, len(rois), 4]), tf.constant(scores), tf.constant(rois[None]),
           tf.constant([[IMAGE, IMAGE]]))
-  compiled = tf.function(generator, jit_compile=True)(*args)
+  compiled = tpu_contract.check_compiles(generator, args, name=f"{rule} NMS")(*args)
   eager = generator(*args)
   for key in ("num_detections", "detection_roi_indices", "detection_classes"):
     np.testing.assert_array_equal(compiled[key], eager[key])
