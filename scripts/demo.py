@@ -22,6 +22,7 @@ import tf_keras  # noqa: E402
 
 from vild import losses  # noqa: E402
 from vild import vocabulary as vocabulary_lib  # noqa: E402
+from vild.data import augmentation  # noqa: E402
 from vild.data import toy  # noqa: E402
 from vild.modeling import factory  # noqa: E402
 from vild.training import train_step  # noqa: E402
@@ -84,7 +85,7 @@ def main(_):
                         if k not in ("model_loss", "total_loss"))
       print(f"  step {i + 1:3d}  loss {float(terms['total_loss']):7.3f}  ({parts})")
 
-  image_shape = labels["image_info"][:1, 1, :]
+  image_shape = augmentation.content_size(labels["image_info"][:1])
   out = model(images[:1], image_shape, training=False)
   truth = ", ".join(vocabulary.names[int(c) - 1] for c in labels["gt_classes"][0] if c > 0)
   print_detections(f"Detections on a training scene (ground truth: {truth}):", out,

@@ -132,6 +132,11 @@ def test_every_script_uses_the_common_command_line(script):
   assert quiet < first
 
 
+def test_abseils_setter_is_found_in_the_pinned_tensorflow():
+  # Without it grappler's ~1 KB cost-model warning reaches every run's stderr (docs/command_line.md).
+  assert cli.quiet_abseil_logs()
+
+
 def test_help_lists_the_shared_flags():
   result = run_script("generate_proposals.py", "--help")
   for flag in ("--gin_file", "--gin_param", "--gin_bindings", "--[no]verbose"):

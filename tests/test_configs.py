@@ -70,8 +70,8 @@ def test_config_parses_and_builds(path):
   distillation = _query("build_vild_model.distillation", "none")
   if distillation != "none":
     assert _query("Parser.distill_feature_dim") == _query("build_vild_model.embedding_dim", 512)
-  if "supervised" in path:  # the paper's baselines learn their class weights
-    assert _query("build_classifier.kind") == "learned"
+  if "supervised" in path:  # the paper's baselines: Mask R-CNN's linear softmax classifier
+    assert _query("build_classifier.kind") == "linear"
     assert _query("build_classifier.num_learned_classes") == (
         {"ov_coco": 48}.get(path.split("/")[1]) or (1203 if "rfs" in path else 866))
   loss = losses.ViLDLoss()

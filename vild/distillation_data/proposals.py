@@ -25,6 +25,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from vild.data import augmentation
 from vild.data import input_pipeline
 from vild.data import tf_example
 from vild.distillation_data import shard_jobs
@@ -146,8 +147,9 @@ class ProposalGenerator:
     return input_pipeline.eval_image(image, self.image_size)
 
   def _run_first_stage(self, images, image_info):
-    # image_shape is the model input's size, as in training (train_step) and evaluation.
-    _, outputs = self.model.propose(images, image_info[:, 1, :], training=False)
+    # Proposals clipped to the image content, as in training (train_step) and evaluation.
+    _, outputs = self.model.propose(images, augmentation.content_size(image_info),
+                                    training=False)
     return outputs["proposals"], outputs["proposal_scores"]
 
 

@@ -39,6 +39,7 @@ import tensorflow as tf
 from official.vision.ops import preprocess_ops
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
+from vild.data import augmentation
 from vild.evaluation import coco_metrics
 from vild.evaluation import detections as detections_lib
 from vild.evaluation import lvis_metrics
@@ -145,13 +146,13 @@ class Evaluator:
 
   @tf.function(autograph=False)
   def _propose(self, images, labels):
-    return self.model.propose(images, labels["image_info"][:, 1, :],
+    return self.model.propose(images, augmentation.content_size(labels["image_info"]),
                               labels.get("anchor_boxes"), training=False)
 
   @tf.function(autograph=False)
   def _detect_with_teacher(self, features, proposals, labels, teacher_embeddings):
     return _evaluated(self.model.detect_with_teacher(
-        features, proposals, labels["image_info"][:, 1, :], teacher_embeddings,
+        features, proposals, augmentation.content_size(labels["image_info"]), teacher_embeddings,
         self._text_embeddings, self._base_mask))
 
   def _predict_with_teacher(self, images, labels):

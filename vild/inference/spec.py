@@ -13,7 +13,7 @@ from vild.modeling import vild_model
 from vild.utils import io
 
 DETECTION_SETTING_KEYS = ("pre_nms_top_k", "score_threshold", "nms_iou_threshold",
-                          "max_num_detections", "box_regression_weights")
+                          "max_num_detections", "box_regression_weights", "pre_nms_rule")
 
 
 @dataclasses.dataclass(frozen=True)

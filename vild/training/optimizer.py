@@ -8,8 +8,14 @@
                  that batch and are scaled linearly to the run's global batch
                  (lr = base * batch / reference; the LVIS recipe: 0.32 at 256), logged.
   weight decay:  an L2 term `weight_decay * sum(v^2) / 2` over the variables whose name
-                 matches `weight_decay_pattern` (kernels: not BN, not biases, not the learned
-                 background embedding), added to the loss as the official code does.
+                 matches `pattern` (kernels: not BN, not biases), added to the loss as the
+                 official code does. The learned background embedding is decayed only with
+                 `decay_background_embedding` (the official code's rule: its background is a
+                 dense kernel, so its '.*(kernel|weight):0$' decays it; configs/lvis).
+  momentum:      tf_keras SGD (velocity = m * velocity - lr * gradient, the rate inside the
+                 velocity), or with `momentum_form = 'tf1'` TF1's MomentumOptimizer, the
+                 official code's (accumulation = m * accumulation + gradient, step
+                 lr * accumulation). They differ while the rate changes (warm-up, decays).
   frozen:        variables whose name matches a `frozen_patterns` regex are not trained. The
                  text embeddings are never variables of the model at all (they are data).
   clipping:      optional global-norm clipping of the replica-summed gradient.
@@ -30,6 +36,8 @@ from official.modeling.optimization import lr_schedule
 SCHEDULES = ("step", "cosine")
 # Kernels of convolutions and dense layers (the official regex is '.*(kernel|weight):0$').
 KERNEL_PATTERN = r"(^|/)(kernel|depthwise_kernel|weight):0$"
+BACKGROUND_PATTERN = r"(^|/)background_embedding:0$"  # TextEmbeddingClassifier's one weight
+MOMENTUM_FORMS = ("keras", "tf1")
 
 
 @gin.configurable(denylist=["global_batch_size"])
@@ -114,15 +122,45 @@ def scaled_learning_rates(base_learning_rate: float, warmup_learning_rate: float
 
 @gin.configurable
 def sgd_optimizer(learning_rate, momentum: float = 0.9, nesterov: bool = False,
-                    gradient_clip_norm: float = 0.0) -> tf_keras.optimizers.Optimizer:
+                  gradient_clip_norm: float = 0.0,
+                  momentum_form: str = "keras") -> tf_keras.optimizers.Optimizer:
   """Momentum SGD (paper: 0.9). `gradient_clip_norm` > 0 clips the global norm of the
-  gradient after it is summed across replicas (Keras aggregates before it clips)."""
+  gradient after it is summed across replicas (Keras aggregates before it clips).
+  `momentum_form`: 'keras' (tf_keras SGD) or 'tf1' (the official code's MomentumOptimizer
+  update, TF1MomentumSGD); see the module docstring."""
   if gradient_clip_norm < 0:
     raise ValueError(f"sgd_optimizer.gradient_clip_norm: {gradient_clip_norm} must be >= 0 "
                      "(0 disables clipping).")
-  return tf_keras.optimizers.SGD(
-      learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-      global_clipnorm=gradient_clip_norm or None)
+  if momentum_form not in MOMENTUM_FORMS:
+    raise ValueError(f"sgd_optimizer.momentum_form: {momentum_form!r} is not one of "
+                     f"{MOMENTUM_FORMS}.")
+  if momentum_form == "tf1" and nesterov:
+    raise ValueError("sgd_optimizer: momentum_form='tf1' has no Nesterov variant here; set "
+                     "nesterov=False or momentum_form='keras'.")
+  optimizer_class = TF1MomentumSGD if momentum_form == "tf1" else tf_keras.optimizers.SGD
+  return optimizer_class(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                         global_clipnorm=gradient_clip_norm or None)
+
+
+@tf_keras.utils.register_keras_serializable(package="vild")
+class TF1MomentumSGD(tf_keras.optimizers.SGD):
+  """tf_keras SGD with TF1 MomentumOptimizer's update (the official ViLD code's optimiser):
+
+    accumulation <- momentum * accumulation + gradient
+    variable     <- variable - learning_rate * accumulation
+
+  tf_keras keeps the learning rate inside its velocity (velocity <- momentum * velocity -
+  learning_rate * gradient), so the two agree at a constant rate and differ while it changes:
+  during warm-up, and after each decay, where TF1's accumulated gradients are stepped at the
+  new rate at once. The slot ('m', the accumulation) has tf_keras SGD's layout.
+  """
+
+  def update_step(self, gradient, variable):
+    learning_rate = tf.cast(self.learning_rate, variable.dtype)
+    momentum = tf.cast(self.momentum, variable.dtype)
+    accumulation = self.momentums[self._index_dict[self._var_key(variable)]]
+    accumulation.assign(momentum * accumulation + tf.convert_to_tensor(gradient))
+    variable.assign_sub(learning_rate * accumulation)
 
 
 def matching(variables: Sequence[tf.Variable], patterns: Sequence[str]) -> List[tf.Variable]:
@@ -150,9 +188,12 @@ def trainable_variables(model: tf_keras.Model,
 
 @gin.configurable
 def weight_decay_loss(variables: Sequence[tf.Variable], weight_decay: float = 4e-5,
-                      pattern: str = KERNEL_PATTERN) -> tf.Tensor:
-  """weight_decay * sum(v^2) / 2 over the variables matching `pattern` (paper 4e-5)."""
-  decayed = matching(variables, [pattern])
+                      pattern: str = KERNEL_PATTERN,
+                      decay_background_embedding: bool = False) -> tf.Tensor:
+  """weight_decay * sum(v^2) / 2 over the variables matching `pattern` (paper 4e-5), and the
+  learned background embedding when `decay_background_embedding` (the official rule)."""
+  decayed = matching(variables, [pattern] + ([BACKGROUND_PATTERN]
+                                             if decay_background_embedding else []))
   if weight_decay == 0.0 or not decayed:
     return tf.constant(0.0)
   return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in decayed])

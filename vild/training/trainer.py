@@ -10,7 +10,8 @@ config, from which evaluation and vild.inference rebuild the model), operative_c
 Each loop of `steps_per_loop` steps is one tf.function call:
   next batch per replica -> strategy.run(train_step) -> loss terms averaged over replicas.
 Between loops: the NaN/inf guard, TensorBoard summaries (every loss term, learning rate,
-examples/second), a console line with ETA, a checkpoint every `checkpoint_interval` steps,
+examples/second, the input's clipped-instance counts), a console line with ETA (and a warning
+when instances beyond build_training_labels.max_num_instances were dropped), a checkpoint every `checkpoint_interval` steps,
 and on SIGTERM (TPU/VM preemption) a checkpoint and a clean stop.
 
 Exact resume: a checkpoint holds the model, the optimizer (momentum and step counter) and, when
@@ -309,6 +310,7 @@ class ViLDTrainer:
             history.setdefault(name, []).append(float(value))
         step += num_steps
         self._write_summaries(rows, step, num_steps / max(elapsed, 1e-9))
+        self._warn_if_instances_clipped(rows, step - num_steps + 1, step)
         progress.update(step)
         logging.info("%s | %s | lr %.5g", progress.describe(), self._describe(rows[-1]),
                      self.learning_rate(step - 1))
@@ -335,7 +337,23 @@ class ViLDTrainer:
           "ViLDTrainer.exact_resume_input=False.") from e
 
   def _describe(self, row) -> str:
-    return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row))
+    return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row)
+                    if name not in train_step_lib.INPUT_STATS)
+
+  def _warn_if_instances_clipped(self, rows: np.ndarray, first_step: int, last_step: int):
+    """A console line when the input pipeline dropped instances in this loop's batches."""
+    if train_step_lib.CLIPPED_IMAGES not in self._term_names:
+      return
+    totals = {name: int(round(rows[:, self._term_names.index(name)].sum() *
+                              self._global_batch_size))
+              for name in train_step_lib.INPUT_STATS}
+    if totals[train_step_lib.CLIPPED_IMAGES]:
+      logging.warning(
+          "Steps %d-%d: %d of %d images had more instances than "
+          "build_training_labels.max_num_instances; %d instances were left out of their "
+          "targets (their objects train as background). The official recipe keeps 300.",
+          first_step, last_step, totals[train_step_lib.CLIPPED_IMAGES],
+          len(rows) * self._global_batch_size, totals[train_step_lib.CLIPPED_INSTANCES])
 
   def _raise_if_not_finite(self, rows: np.ndarray, first_step: int) -> None:
     bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
@@ -351,7 +369,8 @@ class ViLDTrainer:
   def _write_summaries(self, rows: np.ndarray, step: int, steps_per_second: float) -> None:
     with self._summary_writer.as_default(step=step):
       for name, values in zip(self._term_names, rows.T):
-        tf.summary.scalar(f"loss/{name}", float(values.mean()))
+        group = "input" if name in train_step_lib.INPUT_STATS else "loss"
+        tf.summary.scalar(f"{group}/{name}", float(values.mean()))
       tf.summary.scalar("learning_rate", self.learning_rate(step - 1))
       tf.summary.scalar("steps_per_second", steps_per_second)
       tf.summary.scalar("examples_per_second", steps_per_second * self._global_batch_size)

@@ -16,13 +16,14 @@ A script reads:
 
 `run` gives every script --gin_file, --gin_param (old name --gin_bindings) and --verbose, listed
 by --help, and runs `main` with absl's `app.run`. Without --verbose:
-  - TensorFlow's C++ log (CUDA probing, CPU-feature notes) is off, its Python log shows errors
-    only, and INFO lines come from vild's own code only (progress, what was written);
+  - TensorFlow's C++ log (CUDA probing, CPU-feature notes, grappler's cost-model warnings
+    through Abseil) is off, its Python log shows errors only, and INFO lines come from vild's own code only (progress, what was written);
   - an error vild reports on purpose (`is_user_error`) prints "error: <message>" and exits
     with status 1; anything else is a bug and keeps its full traceback.
 --verbose (or the environment variable VILD_VERBOSE=1) shows every log line and the traceback
 of every error. A TF_CPP_MIN_LOG_LEVEL set by the user is left alone.
 """
+import ctypes
 import functools
 import logging
 import os
@@ -95,6 +96,27 @@ def quiet_python_logs() -> None:
     absl_logger.addFilter(_OwnInfoOnly())
 
 
+# absl::SetMinLogLevel in the TensorFlow 2.20 framework library (Abseil LTS 2025-01-27). Some
+# of TensorFlow's C++ (grappler's op-level cost estimator: ~1 KB per run about CropAndResize)
+# logs through Abseil directly, which TF_CPP_MIN_LOG_LEVEL does not reach.
+_ABSL_SET_MIN_LOG_LEVEL = "_ZN4absl12lts_2025012714SetMinLogLevelENS0_18LogSeverityAtLeastE"
+_ABSL_ERROR = 2  # absl::LogSeverityAtLeast::kError
+
+
+def quiet_abseil_logs() -> bool:
+  """Abseil's C++ log at ERROR (TensorFlow must be loaded); False if this TensorFlow build
+  does not export the setter (then its warnings still print: harmless)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  library = os.path.join(os.path.dirname(tf.__file__), "libtensorflow_framework.so.2")
+  try:
+    setter = getattr(ctypes.CDLL(library, mode=os.RTLD_NOLOAD), _ABSL_SET_MIN_LOG_LEVEL)
+  except (OSError, AttributeError):
+    return False
+  setter.argtypes, setter.restype = [ctypes.c_int], None
+  setter(_ABSL_ERROR)
+  return True
+
+
 def _raised_by_vild(error: BaseException) -> bool:
   """True when a `raise` statement in vild's (or a script's) own code raised `error`.
 
@@ -155,6 +177,7 @@ def _run_main(main: Callable[[List[str]], Any], argv: List[str]) -> Any:
   verbose = flags.FLAGS.verbose
   if not verbose:
     quiet_python_logs()
+    quiet_abseil_logs()
   try:
     return main(argv)
   except KeyboardInterrupt:
