@@ -119,6 +119,7 @@ def test_laptop_experiments_read_paths_gin_and_scale_the_recipe_to_their_batch(r
   schedule = optimizer_lib.learning_rate_schedule(global_batch_size=batch)
   assert float(schedule(1000)) == pytest.approx(0.32 * batch / 256)  # the linear rule
   assert _query("build_detection_generator.max_num_detections") == 300  # the paper's
+  assert _query("build_detection_generator.pre_nms_rule") == "overall"  # cheap at 1203 classes
   assert _query("build_training_labels.max_num_instances") == 300
   assert _query("Parser.max_num_eval_instances") == 300
   assert _query("normalization.use_sync_bn") is False
