@@ -24,6 +24,7 @@ from vild.inference import batch  # noqa: E402
 from vild.inference import detector as detector_lib  # noqa: E402
 from vild.inference import images as images_lib  # noqa: E402
 from vild.inference import teacher_adapters  # noqa: E402
+from vild.inference import vocabularies  # noqa: E402
 
 flags.DEFINE_multi_string("image", None, "Image file, glob pattern or directory (repeatable).")
 flags.DEFINE_string("vocabulary", None,
@@ -32,7 +33,10 @@ flags.DEFINE_string("model", None, "Model directory (config.gin + checkpoints) o
 flags.DEFINE_string("teacher", None, "CLIP checkpoint directory (embeds the vocabulary names).")
 flags.DEFINE_string("output_dir", None, "Where the PNGs and JSONs go.")
 flags.DEFINE_string("base_names", None, "Categories the model was trained on with boxes (names "
-                    "or file); other names count as novel in ViLD-ensemble scoring.")
+                    "or file); other names count as novel in ViLD-ensemble scoring. Default: a "
+                    "name is base iff it is a base category of the model's training vocabulary.")
+flags.DEFINE_string("novel_names", None, "Names (or file) that count as novel in ViLD-ensemble "
+                    "scoring whatever the rule above says.")
 flags.DEFINE_float("score_threshold", 0.3, "Keep detections scoring above this.")
 flags.DEFINE_integer("max_detections", None, "At most this many per image (default: model's).")
 flags.DEFINE_float("nms_iou_threshold", None, "Per-class NMS IoU (default: the model's).")
@@ -49,8 +53,8 @@ FLAGS = flags.FLAGS
 
 
 def build_detector() -> detector_lib.Detector:
-  base_names = (vocabulary_lib.load_vocabulary(FLAGS.base_names).names
-                if FLAGS.base_names else None)
+  base_names, novel_names = (vocabulary_lib.load_vocabulary(names).names if names else None
+                             for names in (FLAGS.base_names, FLAGS.novel_names))
   input_size = [int(s) for s in FLAGS.input_size] if FLAGS.input_size else None
   use_ensemble = {"auto": None, "true": True, "false": False}[FLAGS.use_ensemble]
   teacher = teacher_adapters.load_teacher(FLAGS.teacher) if FLAGS.teacher else None
@@ -59,7 +63,7 @@ def build_detector() -> detector_lib.Detector:
   return detector_lib.Detector.load(
       FLAGS.model, teacher=teacher, input_size=input_size, score_threshold=FLAGS.score_threshold,
       max_detections=FLAGS.max_detections, nms_iou_threshold=FLAGS.nms_iou_threshold,
-      use_ensemble=use_ensemble, base_names=base_names, **gin)
+      use_ensemble=use_ensemble, base_names=base_names, novel_names=novel_names, **gin)
 
 
 def main(argv):
@@ -68,8 +72,10 @@ def main(argv):
   if not FLAGS.vocabulary.endswith(".npy"):  # names: check them before loading the model
     vocabulary_lib.load_vocabulary(FLAGS.vocabulary)
   detector = build_detector()
-  detector.text_embeddings(FLAGS.vocabulary)  # fail on a bad vocabulary before any image
+  vocab, _ = detector.text_embeddings(FLAGS.vocabulary)  # fails before any image
   logging.info("%d images, vocabulary %s.", len(paths), FLAGS.vocabulary)
+  if detector.spec.uses_ensemble:
+    print(vocabularies.describe_split(*detector.base_novel_split(vocab)))
   report = batch.detect_files(detector, paths, FLAGS.vocabulary, FLAGS.output_dir,
                               method=FLAGS.method, include_masks=FLAGS.json_masks,
                               model_name=FLAGS.model)

@@ -32,7 +32,8 @@ flags.DEFINE_string("vocabulary", None, "Optional vocabulary to bake in: a .npy 
                     "file, or names (';'-separated or a file) embedded with --teacher.")
 flags.DEFINE_string("teacher", None, "CLIP checkpoint directory (embeds --vocabulary names).")
 flags.DEFINE_string("base_names", None, "Categories trained with boxes (names or file); other "
-                    "baked names count as novel in ViLD-ensemble scoring.")
+                    "baked names count as novel in ViLD-ensemble scoring. Default: a baked name "
+                    "is base iff it is a base category of the run's training vocabulary.")
 flags.DEFINE_list("input_size", None, "Model input 'height,width' (default the config's "
                   "Parser.output_size, else 1024,1024).")
 flags.DEFINE_float("score_threshold", None, "Score threshold in the graph (default: model's).")
@@ -46,7 +47,7 @@ flags.mark_flags_as_required(["model", "export_dir"])
 FLAGS = flags.FLAGS
 
 
-def baked_vocabulary(embedding_dim: int):
+def baked_vocabulary(embedding_dim: int, training_vocabulary):
   """(Vocabulary, [C, D]) from --vocabulary, or (None, None)."""
   if not FLAGS.vocabulary:
     return None, None
@@ -57,6 +58,8 @@ def baked_vocabulary(embedding_dim: int):
   if FLAGS.base_names:
     vocab = vocabularies.with_base_names(
         vocab, vocabulary_lib.load_vocabulary(FLAGS.base_names).names)
+  elif training_vocabulary is not None:
+    vocab = vocabularies.split_by_training(vocab, training_vocabulary)
   return vocab, matrix
 
 
@@ -66,14 +69,15 @@ def main(argv):
   export.check_export_dir(FLAGS.export_dir, FLAGS.overwrite)  # before the model loads
   loaded = checkpoint.load_model(FLAGS.model, input_size=input_size, gin_files=FLAGS.gin_file,
                                  gin_bindings=FLAGS.gin_param)
-  vocab, matrix = baked_vocabulary(loaded.model.embedding_dim)
+  training_vocabulary = vocabularies.load_training_vocabulary(FLAGS.model)
+  vocab, matrix = baked_vocabulary(loaded.model.embedding_dim, training_vocabulary)
   serving.set_detection_settings(loaded.model, FLAGS.score_threshold,
                                  FLAGS.nms_iou_threshold, FLAGS.max_detections)
   spec = export.export_saved_model(
       loaded.model, FLAGS.export_dir, loaded.input_size, text_embeddings=matrix,
       vocabulary=vocab,
       use_ensemble={"auto": None, "true": True, "false": False}[FLAGS.use_ensemble],
-      overwrite=FLAGS.overwrite)
+      overwrite=FLAGS.overwrite, training_vocabulary=training_vocabulary)
   baked = f", vocabulary of {len(vocab)} baked in" if vocab is not None else ""
   print(f"Exported {FLAGS.export_dir} (input {spec.input_size[0]}x{spec.input_size[1]}, "
         f"embedding dim {spec.embedding_dim}{baked}).")

@@ -42,7 +42,8 @@ def evaluate_coco(groundtruth: Union[str, dict, coco.COCO], detections: List[dic
   Args:
     groundtruth: COCO annotation JSON path, dataset dict, or pycocotools COCO.
     detections: [{'image_id', 'category_id', 'bbox' [x, y, w, h], 'score',
-      'segmentation' (RLE, for 'segm')}].
+      'segmentation' (RLE or polygons, for 'segm')}]. For 'segm' the bbox is dropped, so
+      areas (APs/m/l) are mask areas (detectron2's rule).
     iou_types: 'bbox' and/or 'segm'.
     novel_category_ids: if given, adds '<iou_type>/AP50_novel' and '<iou_type>/AP50_base'
       (OV-COCO); categories without ground truth do not count.
@@ -60,7 +61,8 @@ def evaluate_coco(groundtruth: Union[str, dict, coco.COCO], detections: List[dic
       continue
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-      results = gt.loadRes(detections_lib.for_iou_type(detections, iou_type))
+      results = gt.loadRes(detections_lib.for_iou_type(
+          detections, iou_type, detections_lib.image_sizes(gt.dataset)))
       evaluator = cocoeval.COCOeval(gt, results, iouType=iou_type)
       if image_ids is not None:
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)

@@ -4,6 +4,8 @@ Layout of an export directory:
   saved_model.pb, variables/        the ServingModule's signatures (see vild.inference.serving)
   assets.extra/vild_model_spec.json ModelSpec: input size, embedding dim, scoring head, NMS
   assets.extra/vocabulary.json      the baked vocabulary (only with `serve` / `serve_bytes`)
+  assets.extra/training_vocabulary.json  what the model was trained on: its base categories
+                                    are the base names of ViLD-ensemble fusion (when known)
 
 The directory is written under a hidden temporary name beside it and renamed when complete
 (vild.utils.io.atomic_directory), so a job that dies never leaves a half-written export, and the
@@ -33,6 +35,7 @@ from vild.utils import io
 
 SPEC_PATH = os.path.join("assets.extra", "vild_model_spec.json")
 VOCABULARY_PATH = os.path.join("assets.extra", "vocabulary.json")
+TRAINING_VOCABULARY_PATH = os.path.join("assets.extra", "training_vocabulary.json")
 
 
 class ExportError(ValueError):
@@ -105,7 +108,9 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
                        text_embeddings: Optional[np.ndarray] = None,
                        vocabulary: Optional[vocabulary_lib.Vocabulary] = None,
                        use_ensemble: Optional[bool] = None,
-                       overwrite: bool = False) -> spec_lib.ModelSpec:
+                       overwrite: bool = False,
+                       training_vocabulary: Optional[vocabulary_lib.Vocabulary] = None
+                       ) -> spec_lib.ModelSpec:
   """Writes a SavedModel of `model` to `export_dir`; returns its ModelSpec.
 
   Args:
@@ -116,6 +121,8 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
     vocabulary: the baked vocabulary (names and its base mask).
     use_ensemble: False exports text-branch-only scoring for a ViLD-ensemble model.
     overwrite: replace an earlier export in `export_dir` (see `check_export_dir`).
+    training_vocabulary: the run's training vocabulary (vild.inference.vocabularies), saved so
+      clients split typed names into base and novel as the Detector does.
   """
   if (text_embeddings is None) != (vocabulary is None):
     raise ExportError("export_saved_model: pass text_embeddings and vocabulary together to "
@@ -134,6 +141,8 @@ def export_saved_model(model: vild_model.ViLDModel, export_dir: str,
     model_spec.save(os.path.join(tmp_dir, SPEC_PATH))
     if vocabulary is not None:
       vocabulary.save(os.path.join(tmp_dir, VOCABULARY_PATH))
+    if training_vocabulary is not None:
+      training_vocabulary.save(os.path.join(tmp_dir, TRAINING_VOCABULARY_PATH))
   logging.info("Exported %s (signatures: %s).", export_dir, ", ".join(signatures))
   return model_spec
 
@@ -144,6 +153,7 @@ class LoadedExport:
   spec: spec_lib.ModelSpec
   vocabulary: Optional[vocabulary_lib.Vocabulary]  # the baked one, if any
   saved_model: object                   # keeps the loaded object (and its variables) alive
+  training_vocabulary: Optional[vocabulary_lib.Vocabulary] = None  # if it was exported
 
 
 def is_saved_model(path: str) -> bool:
@@ -163,6 +173,10 @@ def load_saved_model(export_dir: str) -> LoadedExport:
   vocabulary_path = os.path.join(export_dir, VOCABULARY_PATH)
   vocabulary = (vocabulary_lib.Vocabulary.from_file(vocabulary_path)
                 if io.exists(vocabulary_path) else None)
+  training_path = os.path.join(export_dir, TRAINING_VOCABULARY_PATH)
+  training_vocabulary = (vocabulary_lib.Vocabulary.from_file(training_path)
+                         if io.exists(training_path) else None)
   return LoadedExport(signatures=dict(loaded.signatures),
                       spec=spec_lib.ModelSpec.load(spec_path),
-                      vocabulary=vocabulary, saved_model=loaded)
+                      vocabulary=vocabulary, saved_model=loaded,
+                      training_vocabulary=training_vocabulary)

@@ -8,7 +8,10 @@ Signature functions (inputs by name; B images per call):
   serve_with_embeddings(images uint8 [B, H, W, 3], text_embeddings [C, D], base_mask [C] bool)
   serve_bytes_with_embeddings(image_bytes string [B], text_embeddings, base_mask)
   serve(images)  and  serve_bytes(image_bytes)   with a vocabulary baked in at export
-`base_mask` (True = base category) matters only for ViLD-ensemble scoring.
+`base_mask` (True = base category) matters only for ViLD-ensemble scoring: True for a name the
+model was trained on with boxes, i.e. a base category of its training vocabulary (an export
+carries it in assets.extra/training_vocabulary.json; vild.inference.vocabularies.
+split_by_training computes the mask, as the Detector does by default).
 
 Outputs (K detections, P proposals; see ViLDModel.call):
   detection_boxes [B, K, 4]       pixel [ymin, xmin, ymax, xmax] in the ORIGINAL image

@@ -4,6 +4,9 @@
                  `warmup_steps`, then x`decay_factor` at EVERY step in `decay_boundaries`
                  (the official ViLD config lists three steps but two levels, so its code
                  silently dropped the third), or a cosine decay to `total_steps`.
+  batch scaling: with `reference_batch_size` set, the base and warm-up rates are the ones of
+                 that batch and are scaled linearly to the run's global batch
+                 (lr = base * batch / reference; the LVIS recipe: 0.32 at 256), logged.
   weight decay:  an L2 term `weight_decay * sum(v^2) / 2` over the variables whose name
                  matches `pattern` (kernels: not BN, not biases), added to the loss as the
                  official code does. The learned background embedding is decayed only with
@@ -21,8 +24,9 @@ The schedule and SGD are the Model Garden's and Keras' own (official.modeling.op
 tf_keras.optimizers); this module only wires ViLD's recipe into them.
 """
 import re
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
+from absl import logging
 import gin
 import tensorflow as tf
 import tf_keras
@@ -36,7 +40,7 @@ BACKGROUND_PATTERN = r"(^|/)background_embedding:0$"  # TextEmbeddingClassifier'
 MOMENTUM_FORMS = ("keras", "tf1")
 
 
-@gin.configurable
+@gin.configurable(denylist=["global_batch_size"])
 def learning_rate_schedule(base_learning_rate: float = 0.32,
                            warmup_steps: int = 1000,
                            warmup_learning_rate: float = 0.0032,
@@ -44,7 +48,9 @@ def learning_rate_schedule(base_learning_rate: float = 0.32,
                            decay_boundaries: Sequence[int] = (162000, 171000),
                            decay_factor: float = 0.1,
                            total_steps: int = 180000,
-                           cosine_final_fraction: float = 0.0):
+                           cosine_final_fraction: float = 0.0,
+                           reference_batch_size: Optional[int] = None,
+                           global_batch_size: Optional[int] = None):
   """The learning rate as a function of the optimiser step (the number of updates so far).
 
   Returns a Keras LearningRateSchedule (a float when it is constant).
@@ -52,7 +58,16 @@ def learning_rate_schedule(base_learning_rate: float = 0.32,
   Step decay: the rate at step s is base * decay_factor ** (number of boundaries b <= s).
   Cosine: from base at the end of warm-up to base * cosine_final_fraction at total_steps.
   Paper (VILD.md): 0.32, warm-up 1000 steps from 0.0032, x0.1 at 162k and 171k, 180k steps.
+
+  Args (besides the schedule's shape above):
+    reference_batch_size: the global batch `base_learning_rate` and `warmup_learning_rate`
+      are meant for (LVIS recipe: 256); both are multiplied by global_batch_size /
+      reference_batch_size (the linear scaling rule). None: the rates are used as given.
+    global_batch_size: the run's images per step (the trainer passes it; not a gin setting).
   """
+  if reference_batch_size is not None:
+    base_learning_rate, warmup_learning_rate = scaled_learning_rates(
+        base_learning_rate, warmup_learning_rate, reference_batch_size, global_batch_size)
   if schedule not in SCHEDULES:
     raise ValueError(f"learning_rate_schedule.schedule: {schedule!r} is not one of "
                      f"{SCHEDULES}.")
@@ -87,6 +102,22 @@ def learning_rate_schedule(base_learning_rate: float = 0.32,
   if warmup_steps == 0:
     return after_warmup
   return lr_schedule.LinearWarmup(after_warmup, warmup_steps, warmup_learning_rate)
+
+
+def scaled_learning_rates(base_learning_rate: float, warmup_learning_rate: float,
+                          reference_batch_size: int, global_batch_size: Optional[int]):
+  """(base, warm-up) rates scaled by global_batch_size / reference_batch_size, logged."""
+  if global_batch_size is None or global_batch_size <= 0 or reference_batch_size <= 0:
+    raise ValueError(
+        f"learning_rate_schedule.reference_batch_size = {reference_batch_size} scales the "
+        f"learning rate to the run's global batch, but that is {global_batch_size}; build the "
+        "schedule with global_batch_size= (the trainer does), or unset reference_batch_size.")
+  factor = global_batch_size / reference_batch_size
+  logging.info("Learning rate %.6g (warm-up from %.6g) = %.6g (%.6g) x global batch %d / %d "
+               "(learning_rate_schedule.reference_batch_size, the linear scaling rule).",
+               base_learning_rate * factor, warmup_learning_rate * factor, base_learning_rate,
+               warmup_learning_rate, global_batch_size, reference_batch_size)
+  return base_learning_rate * factor, warmup_learning_rate * factor
 
 
 @gin.configurable

@@ -206,7 +206,8 @@ class ViLDTrainer:
       raise ValueError(
           f"build_classifier.num_learned_classes = {self.model.classifier.num_classes} but the "
           f"training vocabulary has {num_classes} categories; set it to {num_classes}.")
-    self._schedule = optimizer_lib.learning_rate_schedule()
+    self._schedule = optimizer_lib.learning_rate_schedule(
+        global_batch_size=self._global_batch_size)
     self.optimizer = strategy_lib.with_loss_scaling(
         optimizer_lib.sgd_optimizer(self._schedule))
     self._variables = optimizer_lib.trainable_variables(self.model)

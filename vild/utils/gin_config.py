@@ -1,10 +1,13 @@
-"""Parsing gin experiments from any working directory, and every script's gin flags.
+"""Parsing gin experiments from any working directory, with every configurable registered,
+and every script's gin flags.
 
 Config files given on the command line resolve against the current directory, then the
 repository; `include 'configs/...'` lines inside them resolve against the repository. (gin
 would otherwise try `configs.lvis` as a Python package and crash when the repository is on
 sys.path.) A file or binding gin cannot parse (a typo in a name, a syntax error) raises
-`GinConfigError` with gin's message, which names the file and line.
+`GinConfigError` with gin's message, which names the file and line. Every module declaring a
+configurable is imported first (vild.configurables), so a binding never names an unknown
+configurable and no later import meets a locked config.
 """
 import contextlib
 import os
@@ -12,6 +15,8 @@ from typing import Sequence
 
 from absl import flags
 import gin
+
+from vild import configurables
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,6 +72,7 @@ def parse_flags() -> None:
 
 def parse(files: Sequence[str], bindings: Sequence[str] = (), finalize: bool = True) -> None:
   """Parses gin files (then bindings) with includes resolved against the repository."""
+  configurables.register_all()
   files = [resolve(f) for f in files]
   with _working_directory(REPO):
     try:
