@@ -17,15 +17,17 @@ import shlex
 import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
-import gin
 from vild import cpu_kernels
+from vild.utils import cli
 
 cpu_kernels.prefer_onednn()  # every model here is tiny: oneDNN halves its step on AVX2 CPUs
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 from vild.synthetic_benchmark import synthetic  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,22 +39,16 @@ flags.DEFINE_string("results_dir", None, "RESULTS.md, metrics.json and figures; 
                     "results/synthetic (<work_dir>/results with --quick).")
 flags.DEFINE_list("force", [], "Stages to recompute ('all' for every stage); the stages "
                   "after them follow.")
-flags.DEFINE_multi_string("gin_file", None, "Gin files; default configs/synthetic/benchmark.gin "
-                          "(quick.gin with --quick).")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. "
-                          "'BenchmarkSpec.seeds = (0, 1, 2, 3, 4)'.")
+gin_config.define_flags()  # --gin_file (default configs/synthetic/benchmark.gin, quick.gin
+# with --quick), --gin_param (e.g. 'BenchmarkSpec.seeds = (0, 1, 2, 3, 4)')
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  name = "synthetic_quick" if FLAGS.quick else "synthetic"
-  gin_files = FLAGS.gin_file or [f"configs/synthetic/{'quick' if FLAGS.quick else 'benchmark'}.gin"]
-  work_dir = FLAGS.work_dir or os.path.join(REPO, "runs", name)
-  results_dir = FLAGS.results_dir or (os.path.join(work_dir, "results") if FLAGS.quick
-                                      else os.path.join(REPO, "results", "synthetic"))
-  gin.add_config_file_search_path(REPO)  # configs/... resolve from any working directory
-  gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+  work_dir, results_dir = synthetic.configure_run(REPO, FLAGS.quick, FLAGS.work_dir,
+                                                  FLAGS.results_dir, FLAGS.gin_file,
+                                                  FLAGS.gin_param)
   force = True if "all" in FLAGS.force else FLAGS.force
   start = time.time()
   command = " ".join(["python scripts/run_synthetic_benchmark.py"] +
@@ -66,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

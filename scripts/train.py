@@ -7,9 +7,12 @@ Strategy 'auto': TPU (--tpu, or a TPU VM), then MultiWorkerMirrored (TF_CONFIG),
 over local GPUs, else CPU. Run the same command again after a kill or preemption to resume.
 Exit codes: 0 done, 2 non-finite loss, 143 preempted (checkpoint written).
 """
-import sys
+from vild.utils import cli
 
-from absl import app
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+import sys  # noqa: E402
+
 from absl import flags
 from absl import logging
 
@@ -41,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

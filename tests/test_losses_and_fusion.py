@@ -93,14 +93,14 @@ def test_vild_loss_takes_the_distillation_loss_type_and_rejects_unknown_ones():
   rois = np.array([[[0, 0, 8, 8], [2, 2, 9, 9]]], np.float32)
   l1 = losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois))
   l2 = losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois),
-                                "l2")
+                                loss_type="l2")
   assert losses.ViLDLoss().distill_loss_type == "l1"
   assert not np.isclose(float(l1), float(l2))
   with pytest.raises(ValueError, match="distill_loss_type.*'l3'"):
     losses.ViLDLoss(distill_loss_type="l3")
   with pytest.raises(ValueError, match="distill_loss_type"):
     losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois),
-                             "cosine")
+                             loss_type="cosine")
 
 
 def test_distillation_loss_is_zero_when_every_roi_is_padding():

@@ -89,7 +89,7 @@ def test_quick_demo_runs_every_row_for_every_seed(demo):
 def test_quick_ablations_reuse_the_demo_and_judge_every_finding(demo):
   work_dir, first = demo
   # One seed: the mechanics of every row, in a few minutes.
-  run = _run("run_ablations.py", work_dir, "--gin_bindings=BenchmarkSpec.seeds = (0,)")
+  run = _run("run_ablations.py", work_dir, "--gin_param=BenchmarkSpec.seeds = (0,)")
   metrics = _load(os.path.join(work_dir, "results", "ablations.json"))
   assert metrics["seeds"] == [0]
   # The demo's stages were reused, not trained again.

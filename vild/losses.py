@@ -57,13 +57,17 @@ DISTILL_LOSS_TYPES = ("l1", "l2")
 
 
 def distillation_loss(region_embeddings: tf.Tensor, teacher_embeddings: tf.Tensor,
-                      distill_rois: tf.Tensor, loss_type: str = "l1") -> tf.Tensor:
+                      distill_rois: tf.Tensor,
+                      distill_roi_valid: Optional[tf.Tensor] = None,
+                      loss_type: str = "l1") -> tf.Tensor:
   """ViLD-image distillation loss (unweighted).
 
   Args:
     region_embeddings: [B, M, D] unit-norm region embeddings of the distill RoIs.
     teacher_embeddings: [B, M, D] teacher (CLIP) embeddings; L2-normalised here.
     distill_rois: [B, M, 4] the RoIs, -1 padded.
+    distill_roi_valid: [B, M] bool or 0/1, the RoIs that count (the input pipeline's label);
+      default: those with area.
     loss_type: 'l1' (the paper's): the per-RoI L1 norm ||e - t||_1; 'l2': the squared
       Euclidean distance ||e - t||_2^2 (= 2 - 2 cos for unit vectors).
 
@@ -75,8 +79,9 @@ def distillation_loss(region_embeddings: tf.Tensor, teacher_embeddings: tf.Tenso
                      f"{DISTILL_LOSS_TYPES}.")
   teacher = tf.cast(teacher_embeddings, tf.float32)
   teacher_norm = tf.norm(teacher, axis=-1)
-  valid = tf.logical_and(valid_roi_mask(tf.cast(distill_rois, tf.float32)),
-                         teacher_norm > 0.0)
+  valid = (valid_roi_mask(tf.cast(distill_rois, tf.float32)) if distill_roi_valid is None
+           else tf.cast(distill_roi_valid, tf.bool))
+  valid = tf.logical_and(valid, teacher_norm > 0.0)
   teacher = tf.math.divide_no_nan(teacher, teacher_norm[..., tf.newaxis])
   difference = tf.cast(region_embeddings, tf.float32) - teacher
   per_roi = tf.reduce_sum(tf.abs(difference) if loss_type == "l1" else tf.square(difference),
@@ -142,6 +147,7 @@ class ViLDLoss:
       terms["distill_loss"] = distillation_loss(outputs["distill_region_embeddings"],
                                                 labels["distill_features"],
                                                 labels["distill_rois"],
+                                                labels.get("distill_roi_valid"),
                                                 self.distill_loss_type)
     terms = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
     terms["model_loss"] = tf.add_n([self.weights[k] * v for k, v in terms.items()])

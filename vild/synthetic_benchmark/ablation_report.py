@@ -219,8 +219,9 @@ def write_report(results_dir: str, pipeline, ablation, rows, clip_variants,
            if name.startswith("text_embeddings")}
   figures = plot_curves(results_dir, table, spec, ablation, teachers)
 
-  kinds = report.classifier_kinds(results, [methods_lib.SUPERVISED_BASE.name,
-                                            methods_lib.ORACLE.name], spec.seeds)
+  kinds = {name: report.detector_binding(results, name, spec.seeds, "build_classifier.kind")
+           for name in (methods_lib.SUPERVISED_BASE.name, methods_lib.ORACLE.name)}
+  kinds = {name: kind for name, kind in kinds.items() if kind}
   supervised = ", ".join(f"{name}: `build_classifier.kind = '{kind}'`"
                          f"{report.LEARNED_CLASSIFIERS.get(kind, '')}"
                          for name, kind in kinds.items())

@@ -388,17 +388,14 @@ def time_lines(stage_results: Mapping[str, stages.StageResult], spec,
       f"| **sum** | **{wall:.0f}** ({wall / 60:.1f} min) | **{cpu:.0f}** | |"]
 
 
-def classifier_kinds(stage_results: Mapping[str, stages.StageResult],
-                     names: Sequence[str], seeds: Sequence[int]) -> Dict[str, str]:
-  """{row name: build_classifier.kind of its detectors} as their configs bind it."""
-  kinds = {}
-  for name in names:
-    result = stage_results.get(methods_lib.seeded(name, seeds[0]))
-    config = (result.config or {}).get("detector", "") if result else ""
-    found = re.search(r"^build_classifier\.kind = '(\w+)'", config, re.MULTILINE)
-    if found:
-      kinds[name] = found.group(1)
-  return kinds
+def detector_binding(stage_results: Mapping[str, stages.StageResult], name: str,
+                     seeds: Sequence[int], binding: str) -> Optional[str]:
+  """The value `binding` (e.g. 'build_classifier.kind') has in the config row `name` trained
+  with (its first seed's stage), as gin wrote it; None when the config does not bind it."""
+  result = stage_results.get(methods_lib.seeded(name, seeds[0]))
+  config = (result.config or {}).get("detector", "") if result else ""
+  found = re.search(rf"^{re.escape(binding)} = (.+)$", config, re.MULTILINE)
+  return found.group(1).strip("'\"") if found else None
 
 
 def _git_commit() -> str:
@@ -440,8 +437,10 @@ def render_markdown(spec, pipeline, table, targets: Sequence[Target],
   world = results["world"].summary
   objects = novel_object_counts(results["world"].directory)
   text = results["text_embeddings"].summary
-  kinds = classifier_kinds(results, [methods_lib.SUPERVISED_BASE.name], spec.seeds)
-  kind = kinds.get(methods_lib.SUPERVISED_BASE.name, "?")
+  kind = detector_binding(results, methods_lib.SUPERVISED_BASE.name, spec.seeds,
+                          "build_classifier.kind") or "?"
+  precision = detector_binding(results, methods_lib.SUPERVISED_BASE.name, spec.seeds,
+                               "set_precision.policy") or "the library default ('auto')"
   lines = [
       *header("ViLD on the synthetic open-vocabulary world", command),
       "## Setting",
@@ -465,6 +464,7 @@ def render_markdown(spec, pipeline, table, targets: Sequence[Target],
       "cropped regions. World and teacher are shared by all seeds. Evaluation: the `lvis` "
       "API on the validation split over all categories; AP_novel = APr, AP_base = mean AP "
       "over frequent + common categories.",
+      f"- Precision: the detectors train with `set_precision.policy = {precision}`.",
       "",
       "## Results",
       "",

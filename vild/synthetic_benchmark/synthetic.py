@@ -571,6 +571,26 @@ def run_demo_rows(pipeline: Pipeline) -> None:
                     [pipeline.clip_on_crops_job(seed) for seed in spec.seeds])
 
 
+def configure_run(repo: str, quick: bool, work_dir: Optional[str], results_dir: Optional[str],
+                  gin_files: Sequence[str], gin_params: Sequence[str]) -> Tuple[str, str]:
+  """Parses the run's gin config and returns (work_dir, results_dir), defaults filled in.
+
+  The defaults the demo and the ablations share: configs/synthetic/benchmark.gin (quick.gin
+  with --quick), <repo>/runs/synthetic (synthetic_quick), results in <repo>/results/synthetic
+  (<work_dir>/results with --quick).
+  """
+  from vild.utils import gin_config  # pylint: disable=g-import-not-at-top
+  gin_files = list(gin_files or
+                   [f"configs/synthetic/{'quick' if quick else 'benchmark'}.gin"])
+  work_dir = work_dir or os.path.join(repo, "runs",
+                                      "synthetic_quick" if quick else "synthetic")
+  results_dir = results_dir or (os.path.join(work_dir, "results") if quick
+                                else os.path.join(repo, "results", "synthetic"))
+  gin.add_config_file_search_path(repo)  # configs/... resolve from any working directory
+  gin_config.parse(gin_files, gin_params)
+  return work_dir, results_dir
+
+
 def run_benchmark(work_dir: str, results_dir: Optional[str] = None,
                   force: Union[bool, Sequence[str]] = False,
                   spec: Optional[BenchmarkSpec] = None,
