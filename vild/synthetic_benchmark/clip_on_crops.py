@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from official.vision.ops import box_ops
 from vild import text_embeddings as text_embeddings_lib
+from vild.data import augmentation
 from vild.evaluation import evaluator as evaluator_lib
 from vild.modeling import text_classifier
 from vild.modeling import vild_model
@@ -126,9 +127,9 @@ class ClipOnCropsEvaluator(evaluator_lib.Evaluator):
     return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v
             for k, v in detections.items() if k in evaluator_lib.OUTPUT_KEYS}
 
-  def _predict(self, images, labels) -> Dict[str, tf.Tensor]:
+  def _predict(self, images, labels) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
     features, first_stage = self._propose(images, labels)
-    image_shape = labels["image_info"][:, 1, :]
+    image_shape = augmentation.content_size(labels["image_info"])
     count = self.spec.num_proposals
     proposals = first_stage["proposals"][:, :count]
     objectness = first_stage["proposal_scores"][:, :count].numpy()
@@ -142,4 +143,5 @@ class ClipOnCropsEvaluator(evaluator_lib.Evaluator):
     probabilities = tf.nn.softmax(logits, axis=-1).numpy()
     scores = combined_scores(probabilities, objectness, self.spec.objectness_weight)
     scores[~crops.has_area(tf.reshape(boxes, [-1, 4])).numpy().reshape(scores.shape[:2])] = 0
-    return self._detect(features, boxes, tf.constant(scores, tf.float32), image_shape)
+    outputs = self._detect(features, boxes, tf.constant(scores, tf.float32), image_shape)
+    return outputs, evaluator_lib.passed_labels(labels)

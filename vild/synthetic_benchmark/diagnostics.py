@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
+from vild.data import augmentation
 from vild.data import tf_example
 from vild.evaluation import detections as detections_lib
 from vild.evaluation import evaluator as evaluator_lib
@@ -68,7 +69,7 @@ def validation_images(evaluator: clip_on_crops.ClipOnCropsEvaluator, dataset: tf
   pixels, best objectness first) and objectness."""
   for images, labels in dataset:
     features, first_stage = evaluator._propose(images, labels)  # pylint: disable=protected-access
-    image_shape = labels["image_info"][:, 1, :]
+    image_shape = augmentation.content_size(labels["image_info"])
     proposals = first_stage["proposals"]
     refined = evaluator._boxes(features, proposals, image_shape)  # pylint: disable=protected-access
     pixels = evaluator_lib.unnormalized_images(images)
