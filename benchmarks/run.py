@@ -6,7 +6,8 @@ r"""Runs the benchmark rows and writes BENCHMARKS.md (generated, never edited by
 
 Rows: train_step (ViLD vs the stock Mask R-CNN training step), clip_on_crops (ViLD vs CLIP on
 cropped regions), teacher (ViT-B/32 crops/s vs the matmul peak), detector (1203-class
-inference, cosine head vs softmax), lvis_eval (LVIS evaluator seconds). See
+inference, cosine head vs softmax), lvis_eval (LVIS evaluator seconds), train_variants (the
+training step in bfloat16 and with XLA vs float32). See
 docs/benchmarks.md. The file is written atomically once every requested row has finished.
 """
 import os
@@ -25,6 +26,7 @@ from benchmarks import lvis_evaluation  # noqa
 from benchmarks import report
 from benchmarks import teacher_throughput
 from benchmarks import training_step
+from benchmarks import training_variants
 from vild.utils import io
 
 # Table order = the issue's order.
@@ -34,6 +36,7 @@ ROWS = {
     "teacher": teacher_throughput,
     "detector": detector_inference,
     "lvis_eval": lvis_evaluation,
+    "train_variants": training_variants,
 }
 
 flags.DEFINE_list("rows", list(ROWS), "Rows to run, in table order: " + ", ".join(ROWS))

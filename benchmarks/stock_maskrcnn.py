@@ -134,6 +134,9 @@ def compute_losses(model: maskrcnn_model.MaskRCNNModel, loss_fn: StockMaskRCNNLo
   outputs = model(images, image_shape=labels["image_info"][:, 1, :],
                   anchor_boxes=labels["anchor_boxes"], gt_boxes=labels["gt_boxes"],
                   gt_classes=labels["gt_classes"], gt_masks=labels["gt_masks"], training=True)
+  # Losses in float32 under mixed precision, as the Model Garden task does.
+  outputs = tf.nest.map_structure(
+      lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
   return loss_fn(outputs, labels)
 
 

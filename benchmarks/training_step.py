@@ -64,9 +64,12 @@ def unit_rows(num_rows: int, dim: int, seed: int = 0) -> tf.Tensor:
 
 def step_calls(model_kind: str, image_size: int, batch_size: int, num_classes: int,
                num_distill_rois: int, gin_files: Sequence[str] = (),
-               gin_bindings: Sequence[str] = ()) -> harness.Calls:
-  """Worker factory: {'step': one compiled training step of `model_kind`}."""
+               gin_bindings: Sequence[str] = (), policy: str = "float32",
+               jit_compile: bool = False) -> harness.Calls:
+  """Worker factory: {'step': one compiled training step of `model_kind`} under the Keras
+  dtype `policy`, XLA-compiled with `jit_compile`."""
   harness.configure_gin(gin_files, gin_bindings)
+  tf_keras.mixed_precision.set_global_policy(policy)  # before the model is built
   embedding_dim = stock_maskrcnn.effective_arguments(factory.build_vild_model)["embedding_dim"]
   images, labels = training_batch(image_size, batch_size, num_distill_rois, embedding_dim)
   optimizer = tf_keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
@@ -75,7 +78,8 @@ def step_calls(model_kind: str, image_size: int, batch_size: int, num_classes: i
     loss_fn = stock_maskrcnn.StockMaskRCNNLoss()
     losses = lambda: stock_maskrcnn.compute_losses(model, loss_fn, images, labels)  # noqa: E731
     step = tf.function(lambda: stock_maskrcnn.train_step(model, optimizer, loss_fn, images,
-                                                         labels)["total_loss"])
+                                                         labels)["total_loss"],
+                       jit_compile=jit_compile)
   else:
     model = factory.build_vild_model(distillation=model_kind)
     loss_fn = losses_lib.ViLDLoss()
@@ -85,7 +89,8 @@ def step_calls(model_kind: str, image_size: int, batch_size: int, num_classes: i
     losses = lambda: train_step_lib.compute_losses(  # noqa: E731
         model, loss_fn, images, labels, text_embeddings=text)
     step = tf.function(lambda: train_step_lib.train_step(
-        model, optimizer, loss_fn, images, labels, text_embeddings=text)["total_loss"])
+        model, optimizer, loss_fn, images, labels, text_embeddings=text)["total_loss"],
+                       jit_compile=jit_compile)
   losses()  # one eager forward creates the variables the optimizer must know before tracing
   optimizer.build(model.trainable_variables)
   return {"step": lambda: step().numpy()}

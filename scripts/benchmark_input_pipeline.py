@@ -5,21 +5,22 @@ r"""Measures the input pipeline's throughput (images per second) on TFRecords.
 
 Speed depends on the machine and its load; this is a benchmark, not a test.
 """
-import time
+from vild.utils import cli
 
-import gin
-from absl import app
-from absl import flags
-from absl import logging
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from vild import vocabulary as vocabulary_lib
-from vild.data import input_pipeline
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from vild import vocabulary as vocabulary_lib  # noqa: E402
+from vild.data import input_pipeline  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("file_pattern", None, "TFRecord glob.")
 flags.DEFINE_string("vocabulary", None, "Vocabulary file (e.g. the LVIS JSON); the base "
                     "categories are the training vocabulary.")
-flags.DEFINE_multi_string("gin_file", [], "Gin files.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
 flags.DEFINE_bool("is_training", True, "Training (augmented) or evaluation batches.")
 flags.DEFINE_integer("batch_size", 8, "Images per batch.")
 flags.DEFINE_integer("num_batches", 50, "Batches timed after the warm-up batch.")
@@ -29,7 +30,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+  gin_config.parse_flags()
   vocabulary = vocabulary_lib.Vocabulary.from_file(FLAGS.vocabulary)
   if FLAGS.is_training:
     vocabulary = vocabulary.subset(vocabulary.base_mask)
@@ -50,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

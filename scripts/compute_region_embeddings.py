@@ -11,21 +11,21 @@ r"""Adds the teacher's region embeddings (ViLD-image targets) to TFRecords with 
 
 For each proposal: normalize(CLIP(crop 1x) + CLIP(crop 1.5x)), crops clipped to the image. Each
 input shard is written again under its own name in --output_dir with image/roi/feature (M x D)
-set, every other field kept, plus region_embeddings.json (teacher, D, scales: a rerun with
-another teacher stops). Finished shards are skipped on a rerun. The progress bar shows images/s,
-crops/s and the ETA. At LVIS scale, see also scripts/compute_region_embeddings_beam.py.
+set, every other field kept, plus region_embeddings.json (the teacher identified by the sha256
+of its weights and config, D, scales: a rerun with another teacher, even at the same path,
+stops). Finished shards are skipped on a rerun. The progress bar shows images/s, crops/s and the
+ETA. At LVIS scale, see also scripts/compute_region_embeddings_beam.py. --gin_file and
+--gin_param bind vild's gin configurables before the run (e.g. 'RegionEmbedder.progress = True').
 """
-from absl import app
-from absl import flags
+from vild.utils import cli
 
-from vild.data import tf_example
-from vild.distillation_data import region_embeddings
-from vild.distillation_data import shard_jobs
-from vild.teacher import checkpoint
-from vild.teacher import clip_config
-from vild.teacher import crops
-from vild.teacher import interface
-from vild.teacher import tokenizer
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+
+from vild.distillation_data import region_embeddings  # noqa: E402
+from vild.teacher import crops  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("input_pattern", None, "Glob of TFRecord shards with proposals "
                     "(scripts/generate_proposals.py output).")
@@ -40,24 +40,18 @@ flags.DEFINE_integer("num_shards", 1, "Machines splitting the input shards.")
 flags.mark_flags_as_required(["input_pattern", "output_dir", "checkpoint_dir"])
 FLAGS = flags.FLAGS
 
-ERRORS = (shard_jobs.ShardJobError, tf_example.RecordError, checkpoint.CheckpointError,
-          clip_config.CLIPConfigError, tokenizer.TokenizerError, interface.TeacherError,
-          ValueError)
-
 
 def main(argv):
   del argv
-  try:
-    result = region_embeddings.compute_region_embeddings(
-        FLAGS.input_pattern, FLAGS.output_dir, checkpoint_dir=FLAGS.checkpoint_dir,
-        scales=[float(s) for s in FLAGS.scales], batch_size=FLAGS.batch_size,
-        jit_compile=FLAGS.jit_compile, shard_index=FLAGS.shard_index,
-        num_shards=FLAGS.num_shards)
-  except ERRORS as e:
-    raise app.UsageError(str(e)) from e
+  gin_config.parse_flags()
+  result = region_embeddings.compute_region_embeddings(
+      FLAGS.input_pattern, FLAGS.output_dir, checkpoint_dir=FLAGS.checkpoint_dir,
+      scales=[float(s) for s in FLAGS.scales], batch_size=FLAGS.batch_size,
+      jit_compile=FLAGS.jit_compile, shard_index=FLAGS.shard_index,
+      num_shards=FLAGS.num_shards)
   print(f"region embeddings: wrote {len(result['written'])} shards, skipped "
         f"{len(result['skipped'])} already written, in {FLAGS.output_dir}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,10 +16,14 @@ Writes {output_dir}/{name}-SSSSS-of-NNNNN.tfrecord with the same features the lo
 (scripts/compute_region_embeddings.py) computes. --checkpoint_dir must be readable as a local
 path on every worker. See vild.distillation_data.beam_pipeline and docs/distillation_data.md.
 """
-from absl import app
-from absl import flags
+from vild.utils import cli
 
-from vild.teacher import crops
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+
+from vild.teacher import crops  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("input_pattern", None, "Glob of TFRecord shards with proposals.")
 flags.DEFINE_string("output_dir", None, "Where the output shards go.")
@@ -40,6 +44,7 @@ def main(argv):
   from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
   from vild.distillation_data import beam_pipeline  # pylint: disable=g-import-not-at-top
 
+  gin_config.parse_flags()
   # Everything after '--' is a Beam pipeline option (runner, project, workers, ...).
   with beam.Pipeline(options=pipeline_options.PipelineOptions(argv[1:])) as pipeline:
     beam_pipeline.add_region_embeddings(
@@ -50,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

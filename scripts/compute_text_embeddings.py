@@ -11,18 +11,17 @@ Writes OUTPUT (.npy, float32 [C, D], rows L2-normalised, vocabulary order, no ba
 and OUTPUT with .json (vocabulary, teacher, templates, dim, date). --checkpoint_dir is a local
 Hugging Face CLIP directory (config.json, model.safetensors, vocab.json, merges.txt).
 """
-from absl import app
-from absl import flags
+from vild.utils import cli
 
-from vild import text_embeddings
-from vild import vocabulary as vocabulary_lib
-from vild.teacher import checkpoint
-from vild.teacher import clip_config
-from vild.teacher import clip_teacher
-from vild.teacher import interface
-from vild.teacher import prompts
-from vild.teacher import tokenizer
-from vild.teacher import vocabulary_embeddings
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+
+from vild import vocabulary as vocabulary_lib  # noqa: E402
+from vild.teacher import clip_teacher  # noqa: E402
+from vild.teacher import prompts  # noqa: E402
+from vild.teacher import vocabulary_embeddings  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("vocabulary", None, "LVIS/COCO JSON (its categories), a vocabulary JSON, "
                     "a text file with one name per line, or names separated by ';'.")
@@ -37,25 +36,19 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the text tower.")
 flags.mark_flags_as_required(["vocabulary", "checkpoint_dir", "output"])
 FLAGS = flags.FLAGS
 
-ERRORS = (vocabulary_lib.VocabularyError, checkpoint.CheckpointError,
-          clip_config.CLIPConfigError, tokenizer.TokenizerError,
-          text_embeddings.TextEmbeddingError, interface.TeacherError)
-
 
 def main(argv):
   del argv
-  try:
-    vocabulary = vocabulary_lib.load_vocabulary(FLAGS.vocabulary)
-    teacher = clip_teacher.load_clip_teacher(FLAGS.checkpoint_dir, batch_size=FLAGS.batch_size,
-                                             jit_compile=FLAGS.jit_compile)
-    vocabulary_embeddings.write_text_embeddings(
-        FLAGS.output, teacher, vocabulary, template_set=FLAGS.templates,
-        this_is=FLAGS.this_is, use_synonyms=FLAGS.synonyms, batch_size=FLAGS.batch_size)
-  except ERRORS as e:
-    raise app.UsageError(str(e)) from e
+  gin_config.parse_flags()
+  vocabulary = vocabulary_lib.load_vocabulary(FLAGS.vocabulary)
+  teacher = clip_teacher.load_clip_teacher(FLAGS.checkpoint_dir, batch_size=FLAGS.batch_size,
+                                           jit_compile=FLAGS.jit_compile)
+  vocabulary_embeddings.write_text_embeddings(
+      FLAGS.output, teacher, vocabulary, template_set=FLAGS.templates,
+      this_is=FLAGS.this_is, use_synonyms=FLAGS.synonyms, batch_size=FLAGS.batch_size)
   print(f"wrote {FLAGS.output}: {vocabulary.describe()}, dim {teacher.embedding_dim}, "
         f"teacher {teacher.name}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,26 +9,27 @@ not a CLIP teacher; the full pipeline with a trained teacher is scripts/run_synt
 """
 import time
 
-from absl import app
-from absl import flags
-import gin
-import numpy as np
 from vild import cpu_kernels
+from vild.utils import cli
 
 cpu_kernels.prefer_onednn()  # a tiny model: oneDNN halves its step on AVX2 CPUs
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from vild import losses  # noqa: E402
 from vild import vocabulary as vocabulary_lib  # noqa: E402
+from vild.data import augmentation  # noqa: E402
 from vild.data import toy  # noqa: E402
 from vild.modeling import factory  # noqa: E402
 from vild.training import train_step  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_file", ["configs/tiny/vild_tiny.gin"], "Gin config files.")
-flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings.")
+gin_config.define_flags()  # --gin_file (default configs/tiny/vild_tiny.gin), --gin_param
 flags.DEFINE_integer("steps", 60, "Training steps on the generated scenes.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
@@ -55,12 +56,13 @@ def print_detections(title, out, names, limit=5):
 
 def main(_):
   tf.random.set_seed(FLAGS.seed)
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
+  gin_files = FLAGS.gin_file or ["configs/tiny/vild_tiny.gin"]
+  gin_config.parse(gin_files, FLAGS.gin_param)
   start = time.time()
   model = factory.build_vild_model(image_size=IMAGE_SIZE)
   params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
   print(f"Built ViLD ({model.distillation} distillation, {params:,} trainable parameters, "
-        f"embedding dim {model.embedding_dim}) from {', '.join(FLAGS.gin_file)} "
+        f"embedding dim {model.embedding_dim}) from {', '.join(gin_files)} "
         f"in {time.time() - start:.1f}s.")
 
   vocabulary = vocabulary_lib.Vocabulary.from_names(toy.TOY_CATEGORIES)
@@ -83,7 +85,7 @@ def main(_):
                         if k not in ("model_loss", "total_loss"))
       print(f"  step {i + 1:3d}  loss {float(terms['total_loss']):7.3f}  ({parts})")
 
-  image_shape = labels["image_info"][:1, 1, :]
+  image_shape = augmentation.content_size(labels["image_info"][:1])
   out = model(images[:1], image_shape, training=False)
   truth = ", ".join(vocabulary.names[int(c) - 1] for c in labels["gt_classes"][0] if c > 0)
   print_detections(f"Detections on a training scene (ground truth: {truth}):", out,
@@ -98,4 +100,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

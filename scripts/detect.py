@@ -6,23 +6,25 @@ r"""Detects anything by name in images with a trained ViLD: a PNG and a JSON per
 --model is a trainer's model directory (config.gin + checkpoints) or an export of
 scripts/export_saved_model.py. --vocabulary is names separated by ';', a names file (one per
 line), a vocabulary or LVIS/COCO JSON, or a .npy text-embedding file (then no --teacher is
-needed). Unreadable images are skipped and listed; the rest are still processed. Output files:
-see vild.inference.batch.
+needed). Unreadable images are skipped and listed; the rest are still processed. Output files
+(never two at one path, never over an input image): see vild.inference.batch. For a model
+directory, --gin_file replaces its config.gin and --gin_param bindings apply after it.
 """
-import sys
+from vild.utils import cli
 
-from absl import app
-from absl import flags
-from absl import logging
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from vild import text_embeddings
-from vild import vocabulary as vocabulary_lib
-from vild.inference import batch
-from vild.inference import checkpoint
-from vild.inference import detector as detector_lib
-from vild.inference import export
-from vild.inference import images as images_lib
-from vild.inference import teacher_adapters
+import sys  # noqa: E402
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from vild import vocabulary as vocabulary_lib  # noqa: E402
+from vild.inference import batch  # noqa: E402
+from vild.inference import detector as detector_lib  # noqa: E402
+from vild.inference import images as images_lib  # noqa: E402
+from vild.inference import teacher_adapters  # noqa: E402
+from vild.inference import vocabularies  # noqa: E402
 
 flags.DEFINE_multi_string("image", None, "Image file, glob pattern or directory (repeatable).")
 flags.DEFINE_string("vocabulary", None,
@@ -31,7 +33,10 @@ flags.DEFINE_string("model", None, "Model directory (config.gin + checkpoints) o
 flags.DEFINE_string("teacher", None, "CLIP checkpoint directory (embeds the vocabulary names).")
 flags.DEFINE_string("output_dir", None, "Where the PNGs and JSONs go.")
 flags.DEFINE_string("base_names", None, "Categories the model was trained on with boxes (names "
-                    "or file); other names count as novel in ViLD-ensemble scoring.")
+                    "or file); other names count as novel in ViLD-ensemble scoring. Default: a "
+                    "name is base iff it is a base category of the model's training vocabulary.")
+flags.DEFINE_string("novel_names", None, "Names (or file) that count as novel in ViLD-ensemble "
+                    "scoring whatever the rule above says.")
 flags.DEFINE_float("score_threshold", 0.3, "Keep detections scoring above this.")
 flags.DEFINE_integer("max_detections", None, "At most this many per image (default: model's).")
 flags.DEFINE_float("nms_iou_threshold", None, "Per-class NMS IoU (default: the model's).")
@@ -48,52 +53,38 @@ FLAGS = flags.FLAGS
 
 
 def build_detector() -> detector_lib.Detector:
-  base_names = (vocabulary_lib.load_vocabulary(FLAGS.base_names).names
-                if FLAGS.base_names else None)
+  base_names, novel_names = (vocabulary_lib.load_vocabulary(names).names if names else None
+                             for names in (FLAGS.base_names, FLAGS.novel_names))
   input_size = [int(s) for s in FLAGS.input_size] if FLAGS.input_size else None
   use_ensemble = {"auto": None, "true": True, "false": False}[FLAGS.use_ensemble]
   teacher = teacher_adapters.load_teacher(FLAGS.teacher) if FLAGS.teacher else None
+  gin = ({"gin_files": FLAGS.gin_file, "gin_bindings": FLAGS.gin_param}
+         if FLAGS.gin_file or FLAGS.gin_param else {})
   return detector_lib.Detector.load(
       FLAGS.model, teacher=teacher, input_size=input_size, score_threshold=FLAGS.score_threshold,
       max_detections=FLAGS.max_detections, nms_iou_threshold=FLAGS.nms_iou_threshold,
-      use_ensemble=use_ensemble, base_names=base_names)
-
-
-def print_table(report: batch.RunReport, rows: int) -> None:
-  print(f"\n{'image':<28} {'label':<24} {'score':>6}  box [x, y, w, h]")
-  for result in report.results:
-    shown = result.detections.to_json(include_masks=False)[:rows]
-    if not shown:
-      print(f"{result.image[-28:]:<28} {'(no detections)':<24}")
-    for item in shown:
-      box = ", ".join(f"{v:.0f}" for v in item["bbox"])
-      print(f"{result.image[-28:]:<28} {item['label'][:24]:<24} {item['score']:6.3f}  [{box}]")
-  for skipped in report.skipped:
-    print(f"{skipped['image'][-28:]:<28} SKIPPED: {skipped['error']}")
-  print(f"\n{len(report.results)} images processed, {len(report.skipped)} skipped; outputs in "
-        f"{FLAGS.output_dir}")
+      use_ensemble=use_ensemble, base_names=base_names, novel_names=novel_names, **gin)
 
 
 def main(argv):
   del argv
-  try:
-    paths = [p for spec in FLAGS.image for p in images_lib.find_images(spec)]
-    if not FLAGS.vocabulary.endswith(".npy"):  # names: check them before loading the model
-      vocabulary_lib.load_vocabulary(FLAGS.vocabulary)
-    detector = build_detector()
-    detector.text_embeddings(FLAGS.vocabulary)  # fail on a bad vocabulary before any image
-  except (images_lib.ImageError, vocabulary_lib.VocabularyError,
-          text_embeddings.TextEmbeddingError, checkpoint.ModelDirError, export.ExportError,
-          detector_lib.DetectorError) as e:
-    raise app.UsageError(str(e)) from e
+  paths = [p for spec in FLAGS.image for p in images_lib.find_images(spec)]
+  if not FLAGS.vocabulary.endswith(".npy"):  # names: check them before loading the model
+    vocabulary_lib.load_vocabulary(FLAGS.vocabulary)
+  detector = build_detector()
+  vocab, _ = detector.text_embeddings(FLAGS.vocabulary)  # fails before any image
   logging.info("%d images, vocabulary %s.", len(paths), FLAGS.vocabulary)
+  if detector.spec.uses_ensemble:
+    print(vocabularies.describe_split(*detector.base_novel_split(vocab)))
   report = batch.detect_files(detector, paths, FLAGS.vocabulary, FLAGS.output_dir,
                               method=FLAGS.method, include_masks=FLAGS.json_masks,
                               model_name=FLAGS.model)
-  print_table(report, FLAGS.table_rows)
+  print("\n" + batch.summary_table(report, FLAGS.table_rows))
+  print(f"\n{len(report.results)} images processed, {len(report.skipped)} skipped; outputs in "
+        f"{FLAGS.output_dir}")
   if not report.results:
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

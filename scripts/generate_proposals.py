@@ -12,23 +12,24 @@ r"""Adds a trained detector's class-agnostic proposals (top M per image) to TFRe
 Writes each input shard again under its own name in --output_dir, every record with
 image/roi/bbox/{ymin,xmin,ymax,xmax} (normalised), image/roi/bbox/score and an empty
 image/roi/feature added (scripts/compute_region_embeddings.py fills it), plus proposals.json
-(the settings). Finished shards are skipped on a rerun. See vild.distillation_data.proposals.
+(the settings, the detector identified by the sha256 of its weights and config: a rerun with
+another detector stops). Finished shards are skipped on a rerun. A record whose image does not
+decode is written without proposals and named (shard, record, image/source_id); training skips
+it. --gin_file replaces model_dir/config.gin; --gin_param bindings apply after it (e.g.
+'build_roi_generator.test_num_proposals = 2000'). See vild.distillation_data.proposals.
 """
-from absl import app
-from absl import flags
+from vild.utils import cli
 
-from vild.data import tf_example
-from vild.distillation_data import proposals
-from vild.distillation_data import shard_jobs
-from vild.inference import checkpoint
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+
+from vild.distillation_data import proposals  # noqa: E402
 
 flags.DEFINE_string("input_pattern", None, "Glob of the input TFRecord shards.")
 flags.DEFINE_string("output_dir", None, "Where the output shards go (not the input folder).")
 flags.DEFINE_string("model_dir", None, "The detector's training directory (checkpoints, and "
                     "config.gin unless --gin_file is given).")
-flags.DEFINE_multi_string("gin_file", [], "The detector's experiment gin files.")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings for the detector, after its "
-                          "config (e.g. 'build_roi_generator.test_num_proposals=2000').")
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the latest in model_dir.")
 flags.DEFINE_list("image_size", None, "Model input height,width; default the config's "
                   "Parser.output_size.")
@@ -45,20 +46,19 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  try:
-    result = proposals.generate_proposals(
-        FLAGS.input_pattern, FLAGS.output_dir, FLAGS.model_dir, gin_files=FLAGS.gin_file,
-        gin_bindings=FLAGS.gin_bindings, checkpoint=FLAGS.checkpoint,
-        image_size=FLAGS.image_size and [int(s) for s in FLAGS.image_size],
-        num_proposals=FLAGS.num_proposals, nms_iou_threshold=FLAGS.nms_iou_threshold,
-        min_score=FLAGS.min_score, batch_size=FLAGS.batch_size,
-        shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
-  except (checkpoint.ModelDirError, shard_jobs.ShardJobError, tf_example.RecordError,
-          ValueError) as e:
-    raise app.UsageError(str(e)) from e
+  result = proposals.generate_proposals(
+      FLAGS.input_pattern, FLAGS.output_dir, FLAGS.model_dir, gin_files=FLAGS.gin_file,
+      gin_bindings=FLAGS.gin_param, checkpoint=FLAGS.checkpoint,
+      image_size=FLAGS.image_size and [int(s) for s in FLAGS.image_size],
+      num_proposals=FLAGS.num_proposals, nms_iou_threshold=FLAGS.nms_iou_threshold,
+      min_score=FLAGS.min_score, batch_size=FLAGS.batch_size,
+      shard_index=FLAGS.shard_index, num_shards=FLAGS.num_shards)
   print(f"proposals: wrote {len(result['written'])} shards, skipped {len(result['skipped'])} "
         f"already written, in {FLAGS.output_dir}")
+  if result["undecodable"]:
+    print(f"{len(result['undecodable'])} records whose image does not decode were written "
+          "without proposals (training skips them):\n  " + "\n  ".join(result["undecodable"]))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,17 +9,20 @@ r"""Makes the synthetic open-vocabulary world (vild.data.synthetic) in LVIS form
       --image_root=data/synthetic/images --output_dir=data/synthetic/tfrecords --name=val \
       --split=lvis_rare
 
-Other WorldSpec fields (colours, shapes, object_size, ...) can be set with --gin_bindings,
-e.g. --gin_bindings='WorldSpec.object_size = (20, 60)'.
+Other WorldSpec fields (colours, shapes, object_size, ...) can be set with --gin_param,
+e.g. --gin_param='WorldSpec.object_size = (20, 60)'.
 """
-import time
+from vild.utils import cli
 
-import gin
-from absl import app
-from absl import flags
-from absl import logging
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
 
-from vild.data import synthetic
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from vild.data import synthetic  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("output_dir", None, "Where the world is written.")
 flags.DEFINE_integer("seed", 0, "Everything is a function of the seed.")
@@ -29,14 +32,13 @@ flags.DEFINE_integer("num_crops", 4000, "Captioned single-object crops of all ca
 flags.DEFINE_integer("image_size", 128, "Scene side in pixels.")
 flags.DEFINE_integer("crop_size", 32, "Crop side in pixels.")
 flags.DEFINE_integer("num_novel", 8, "Novel (rare) colour-shape combinations.")
-flags.DEFINE_multi_string("gin_bindings", [], "More WorldSpec settings.")
 flags.mark_flag_as_required("output_dir")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  gin.parse_config(FLAGS.gin_bindings)
+  gin_config.parse_flags()
   spec = synthetic.WorldSpec(
       seed=FLAGS.seed, num_train_images=FLAGS.num_train_images,
       num_val_images=FLAGS.num_val_images, num_crops=FLAGS.num_crops,
@@ -50,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

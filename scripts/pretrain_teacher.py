@@ -1,30 +1,31 @@
 r"""Pre-trains a small CLIP from scratch on a synthetic world's captioned crops (its teacher).
 
   python scripts/pretrain_teacher.py --world_dir=data/synthetic --output_dir=data/teacher \
-      [--gin_bindings='PretrainingSpec.steps = 2000'] [--gin_bindings='teacher_config.embed_dim = 64']
+      [--gin_param='PretrainingSpec.steps = 2000'] [--gin_param='teacher_config.embed_dim = 64']
 
 Writes a Hugging Face CLIP directory (load it with vild.teacher.clip_teacher.load_clip_teacher
 or pass it as --checkpoint_dir to scripts/compute_text_embeddings.py) and pretraining.json with
 the loss curve and the zero-shot accuracy on held-out crops of base and novel categories.
 """
-from absl import app
-from absl import flags
-from absl import logging
-import gin
+from vild.utils import cli
 
-from vild.teacher import pretraining
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from vild.teacher import pretraining  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 flags.DEFINE_string("world_dir", None, "A world made by scripts/make_synthetic_dataset.py.")
 flags.DEFINE_string("output_dir", None, "Where the teacher checkpoint directory is written.")
-flags.DEFINE_multi_string("gin_file", [], "Gin files binding PretrainingSpec / teacher_config.")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
 flags.mark_flags_as_required(["world_dir", "output_dir"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+  gin_config.parse_flags()
   report = pretraining.pretrain_teacher(FLAGS.world_dir, FLAGS.output_dir,
                                         pretraining.PretrainingSpec())
   accuracy = report["zero_shot_accuracy"]
@@ -34,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,15 +15,18 @@ import shlex
 import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
-import gin
 from vild import cpu_kernels
+from vild.utils import cli
 
 cpu_kernels.prefer_onednn()  # every model here is tiny: oneDNN halves its step on AVX2 CPUs
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import gin  # noqa: E402
 
 from vild.synthetic_benchmark import synthetic  # noqa: E402
+from vild.utils import gin_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,10 +38,8 @@ flags.DEFINE_string("results_dir", None, "RESULTS.md, metrics.json and figures; 
                     "results/synthetic (<work_dir>/results with --quick).")
 flags.DEFINE_list("force", [], "Stages to recompute ('all' for every stage); the stages "
                   "after them follow.")
-flags.DEFINE_multi_string("gin_file", None, "Gin files; default configs/synthetic/benchmark.gin "
-                          "(quick.gin with --quick).")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. "
-                          "'BenchmarkSpec.weight_sweep = (1.0, 2.0)'.")
+gin_config.define_flags()  # --gin_file (default configs/synthetic/benchmark.gin, quick.gin
+# with --quick), --gin_param (e.g. 'BenchmarkSpec.weight_sweep = (1.0, 2.0)')
 FLAGS = flags.FLAGS
 
 
@@ -50,7 +51,7 @@ def main(argv):
   results_dir = FLAGS.results_dir or (os.path.join(work_dir, "results") if FLAGS.quick
                                       else os.path.join(REPO, "results", "synthetic"))
   gin.add_config_file_search_path(REPO)  # configs/... resolve from any working directory
-  gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+  gin_config.parse(gin_files, FLAGS.gin_param)
   force = True if "all" in FLAGS.force else FLAGS.force
   start = time.time()
   command = " ".join(["python scripts/run_synthetic_benchmark.py"] +
@@ -64,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

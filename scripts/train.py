@@ -9,9 +9,12 @@ resume (a rerun may change steps, schedule, paths and intervals, not the model: 
 Exit codes: 0 done, 1 bad config or data (the message says what), 2 non-finite loss or weights,
 130 Ctrl-C and 143 SIGTERM (a checkpoint was written; a second Ctrl-C aborts without one).
 """
-import sys
+from vild.utils import cli
 
-from absl import app
+cli.quiet_native_logs()  # before TensorFlow loads: it reads its C++ log level once
+
+import sys  # noqa: E402
+
 from absl import flags
 from absl import logging
 
@@ -32,14 +35,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   gin_config.parse_flags()
+  # A model-changing rerun (trainer_lib.ConfigMismatchError), bad data (DataError) or late
+  # determinism (DeterminismError) reach cli.run: a message and exit code 1, no traceback.
   try:
     determinism.set_determinism()  # before TensorFlow runs an op: it fixes thread counts
     strategy = strategy_lib.select_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
     experiment.train(FLAGS.model_dir, strategy)
-  except (trainer_lib.ConfigMismatchError, trainer_lib.DataError,
-          determinism.DeterminismError) as e:
-    logging.error("%s", e)
-    sys.exit(1)
   except trainer_lib.NonFiniteLossError as e:
     logging.error("%s", e)
     sys.exit(2)
@@ -49,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

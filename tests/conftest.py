@@ -26,6 +26,16 @@ def clean_gin():
   gin.clear_config()
 
 
+@pytest.fixture(autouse=True)
+def float32_policy():
+  """Each test starts in float32: set_precision('auto') picks bfloat16 on some CPUs, and the
+  Keras dtype policy is global to the process."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  tf_keras.mixed_precision.set_global_policy("float32")
+  yield
+  tf_keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture
 def tiny_gin():
   """Parses the tiny model config; returns a function that adds more bindings."""

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_ROWS = 5
+NUM_ROWS = 6
 
 
 def test_quick_run_writes_every_row_of_the_table(tmp_path):

@@ -60,7 +60,8 @@ def test_config_parses_and_builds(path):
     depth = 152 if "r152" in path else 50
     assert _query("build_backbone.depth") == depth
   if _query("learning_rate_schedule.total_steps") is not None:
-    schedule = optimizer_lib.learning_rate_schedule()
+    schedule = optimizer_lib.learning_rate_schedule(
+        global_batch_size=_query("train.global_batch_size"))
     optimizer_lib.sgd_optimizer(schedule)
     if experiment:
       np.testing.assert_allclose(
@@ -69,8 +70,8 @@ def test_config_parses_and_builds(path):
   distillation = _query("build_vild_model.distillation", "none")
   if distillation != "none":
     assert _query("Parser.distill_feature_dim") == _query("build_vild_model.embedding_dim", 512)
-  if "supervised" in path:  # the paper's baselines learn their class weights
-    assert _query("build_classifier.kind") == "learned"
+  if "supervised" in path:  # the paper's baselines: Mask R-CNN's linear softmax classifier
+    assert _query("build_classifier.kind") == "linear"
     assert _query("build_classifier.num_learned_classes") == (
         {"ov_coco": 48}.get(path.split("/")[1]) or (1203 if "rfs" in path else 866))
   loss = losses.ViLDLoss()
@@ -89,3 +90,36 @@ def test_config_parses_and_builds(path):
   if settings not in _BUILT:
     _BUILT[settings] = factory.build_vild_model()
   assert _BUILT[settings].distillation == distillation
+
+
+def _macro(name):
+  """The macro a binding is set to ('X' for `name = %X`), else None."""
+  value = _query(name)
+  if isinstance(value, gin.config.ConfigurableReference):
+    return value.scoped_selector.split("/")[0]
+  return None
+
+
+@pytest.mark.parametrize("row, distillation", [("vild_text", "none"), ("vild", "shared"),
+                                               ("vild_ensemble", "separate")])
+def test_laptop_experiments_read_paths_gin_and_scale_the_recipe_to_their_batch(row, distillation):
+  _parse(f"configs/laptop/{row}.gin")
+  assert _query("build_vild_model.distillation") == distillation
+  records = "DISTILL_RECORDS" if distillation != "none" else "TRAIN_RECORDS"
+  paths = {"train.train_file_pattern": records, "evaluate.eval_file_pattern": "VAL_RECORDS",
+           "evaluate.annotation_file": "VAL_ANNOTATIONS", "evaluate.metric": "METRIC",
+           "training_vocabulary.text_embeddings_path": "TEXT_EMBEDDINGS",
+           "build_vild_model.embedding_dim": "EMBEDDING_DIM"}
+  for binding, macro in paths.items():
+    assert _macro(binding) == macro, binding  # every path comes from paths.gin
+  assert gin.query_parameter("EMBEDDING_DIM/macro.value") == 512  # CLIP ViT-B/32
+  if distillation != "none":
+    assert _macro("Parser.distill_feature_dim") == "EMBEDDING_DIM"
+  batch = _query("train.global_batch_size")
+  schedule = optimizer_lib.learning_rate_schedule(global_batch_size=batch)
+  assert float(schedule(1000)) == pytest.approx(0.32 * batch / 256)  # the linear rule
+  assert _query("build_detection_generator.max_num_detections") == 300  # the paper's
+  assert _query("build_detection_generator.pre_nms_rule") == "overall"  # cheap at 1203 classes
+  assert _query("build_training_labels.max_num_instances") == 300
+  assert _query("Parser.max_num_eval_instances") == 300
+  assert _query("normalization.use_sync_bn") is False

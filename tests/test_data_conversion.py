@@ -160,7 +160,8 @@ def test_killed_run_leaves_no_partial_shard_and_resumes(tiny_lvis, monkeypatch):
     conversion.convert(annotations, root, str(out), "train", num_shards=2,
                        max_missing_fraction=0.5)
   finished = shards.shard_path(str(out), "train", 0, 2)
-  assert sorted(os.listdir(out)) == ["train-00000-of-00002.tfrecord", "train.shards"]
+  assert sorted(os.listdir(out)) == ["train-00000-of-00002.tfrecord", "train.settings.json",
+                                     "train.shards"]
   # A SIGKILL would also leave the hidden temporary behind; the next run removes it.
   (out / ".train-00001-of-00002.tfrecord.abc123.tmp").write_bytes(b"partial")
   mtime = os.path.getmtime(finished)
@@ -177,13 +178,16 @@ def test_killed_run_leaves_no_partial_shard_and_resumes(tiny_lvis, monkeypatch):
 def test_resolve_image_path_prefers_file_name_then_coco_url(tmp_path):
   _write_png(str(tmp_path / "val2017" / "a.png"), 0)
   _write_png(str(tmp_path / "b.png"), 0)
-  assert conversion.resolve_image_path({"file_name": "val2017/a.png"}, str(tmp_path)).endswith(
-      "val2017/a.png")
-  assert conversion.resolve_image_path(
-      {"coco_url": "http://host/val2017/a.png"}, str(tmp_path)).endswith("val2017/a.png")
-  assert conversion.resolve_image_path({"coco_url": "http://host/x/b.png"},
-                                       str(tmp_path)).endswith("b.png")
-  assert conversion.resolve_image_path({"coco_url": "http://host/x/c.png"}, str(tmp_path)) is None
+
+  def resolve(image):
+    return conversion.resolve_image_path(image, str(tmp_path))[0]
+  assert resolve({"file_name": "val2017/a.png"}).endswith("val2017/a.png")
+  assert resolve({"coco_url": "http://host/val2017/a.png"}).endswith("val2017/a.png")
+  assert resolve({"coco_url": "http://host/x/b.png"}).endswith("b.png")
+  path, tried = conversion.resolve_image_path({"coco_url": "http://host/x/c.png"},
+                                              str(tmp_path))
+  assert path is None
+  assert tried == [str(tmp_path / "x" / "c.png"), str(tmp_path / "c.png")]
 
 
 def test_schema_keys_are_the_official_ones():

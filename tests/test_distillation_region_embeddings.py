@@ -50,8 +50,8 @@ def test_embed_records_sets_the_embedders_features_and_keeps_every_field(teacher
 
 def test_records_without_proposals_say_to_generate_them(teacher):
   embedder = crops.RegionEmbedder(teacher)
-  with pytest.raises(tf_example.RecordError, match="shard-7: record 5 has no proposals.*"
-                     "scripts/generate_proposals.py"):
+  with pytest.raises(tf_example.RecordError, match=r"shard-7: record 0 \(image/source_id 5\) "
+                     "has no proposals.*scripts/generate_proposals.py"):
     list(region_embeddings.embed_records(embedder, [helpers.toy_record(5)], source="shard-7"))
 
 

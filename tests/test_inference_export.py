@@ -105,7 +105,7 @@ def test_export_options_that_the_graph_fixes_fail_clearly(exported, keras_model,
     detector_lib.Detector.from_saved_model(exported, nms_iou_threshold=0.3)
   with pytest.raises(detector_lib.DetectorError, match="re-export with --max_detections"):
     detector_lib.Detector.from_saved_model(exported, max_detections=1000)
-  with pytest.raises(export.ExportError, match="not empty"):
+  with pytest.raises(export.ExportError, match="holds an earlier export.*--overwrite"):
     export.export_saved_model(keras_model, exported, helpers.SIZE)
   with pytest.raises(export.ExportError, match="no saved_model.pb"):
     export.load_saved_model(helpers.trained_model_dir(tmp_path_factory))

@@ -307,3 +307,30 @@ def test_supervised_baseline_has_learned_classes_that_cannot_change(batch):
                     "build_vild_model.distillation = 'separate'"])
   with pytest.raises(ValueError, match="needs a TextEmbeddingClassifier"):
     factory.build_vild_model()
+
+
+def test_linear_classifier_is_mask_rcnns_softmax_over_region_features(batch):
+  gin.clear_config()
+  gin.parse_config_file(TINY_GIN)
+  gin.parse_config(["build_classifier.kind = 'linear'",
+                    f"build_classifier.num_learned_classes = {NUM_CLASSES}"])
+  model = factory.build_vild_model(image_size=SIZE)
+  gin.clear_config()
+  classifier = model.classifier
+  assert isinstance(classifier, learned_classifier.LinearClassifier)
+  kernel, bias = classifier.class_weights.kernel, classifier.class_weights.bias
+  assert tuple(kernel.shape) == (128, 1 + NUM_CLASSES)  # tiny tower: 128 FC features
+  # logits = features @ W + b on the tower's FC features (not its embeddings).
+  images, labels = batch
+  features = model.region_tower(tf.random.normal([1, 3, 7, 7, 32]), training=False)["features"]
+  np.testing.assert_allclose(classifier(features), features @ kernel + bias, rtol=1e-5, atol=1e-5)
+  # The embedding projection feeds no loss: not trained.
+  trainable = {v.name for v in model.trainable_variables}
+  assert not any("project_to_embedding" in name for name in trainable)
+  assert kernel.name in trainable
+  out = training_outputs(model, images, labels)
+  assert out["class_outputs"].shape == (2, 64, 1 + NUM_CLASSES)
+  with pytest.raises(ValueError, match=r"9 classes given to a supervised model .* over 6"):
+    model.set_text_embeddings(np.ones((9, DIM)), source="all_classes.npy")
+  clone = learned_classifier.LinearClassifier.from_config(classifier.get_config())
+  assert clone.get_config() == classifier.get_config()

@@ -2,15 +2,26 @@
 
 tests/fixtures/tiny_clip was written by scripts/make_clip_test_fixture.py: a random-weight
 transformers CLIPModel and the ids/embeddings it computed. No torch is needed here.
+tests/fixtures/tiny_clip_32d was written without torch by scripts/make_random_clip.py at the
+tiny configs' 32 dimensions; its layout is vild's writer's, checked here against the
+transformers-made fixture.
 """
 import dataclasses
+import filecmp
 import json
 import os
 import shutil
+import subprocess
+import sys
 
+import gin
 import numpy as np
 import pytest
+from safetensors import numpy as safetensors_numpy
 import tensorflow as tf
+
+from tests.conftest import REPO
+from tests.conftest import TINY_GIN
 
 from vild.teacher import checkpoint
 from vild.teacher import clip_config
@@ -20,6 +31,7 @@ from vild.teacher import preprocessing
 from vild.teacher import tokenizer as tokenizer_lib
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_clip")
+FIXTURE_32D = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_clip_32d")
 ATOL = 1e-4
 
 
@@ -167,8 +179,65 @@ def test_save_then_load_round_trips(tmp_path):
                              atol=1e-6)
 
 
+def test_writer_gives_the_reference_layout_names_and_values(tmp_path):
+  """A transformers-made checkpoint read by vild and written back is the same checkpoint:
+  every tensor's name, shape and value, and the config fields the architecture needs."""
+  model, tokenizer, config = checkpoint.load_clip(FIXTURE)
+  written = str(tmp_path / "rewritten")
+  checkpoint.save_clip(written, model, tokenizer, config)
+  reference = safetensors_numpy.load_file(os.path.join(FIXTURE, "model.safetensors"))
+  reference = {k: v for k, v in reference.items() if not k.endswith("position_ids")}
+  ours = safetensors_numpy.load_file(os.path.join(written, "model.safetensors"))
+  assert sorted(ours) == sorted(reference)
+  for name, value in reference.items():
+    np.testing.assert_array_equal(ours[name], value, err_msg=name)
+  with open(os.path.join(FIXTURE, "config.json"), encoding="utf-8") as f:
+    reference_config = json.load(f)
+  with open(os.path.join(written, "config.json"), encoding="utf-8") as f:
+    our_config = json.load(f)
+  assert our_config["projection_dim"] == reference_config["projection_dim"]
+  for tower in ("text_config", "vision_config"):
+    for key, value in our_config[tower].items():
+      assert reference_config[tower][key] == value, (tower, key)
+
+
+def test_shipped_random_clip_has_the_tiny_configs_dimension_and_is_reproducible(tmp_path):
+  gin.parse_config_file(TINY_GIN)
+  assert checkpoint.read_config(FIXTURE_32D).embed_dim == gin.query_parameter(
+      "build_vild_model.embedding_dim")
+  # The committed directory is exactly what its documented torch-free command writes.
+  output = tmp_path / "clip"
+  run = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "make_random_clip.py"),
+       f"--output_dir={output}", "--embed_dim=32"],
+      env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"},
+      capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  names = sorted(os.listdir(FIXTURE_32D))
+  assert sorted(os.listdir(output)) == names
+  _, mismatch, errors = filecmp.cmpfiles(FIXTURE_32D, output, names, shallow=False)
+  assert not mismatch and not errors
+
+
+def test_random_clip_of_any_size_loads_and_embeds(tmp_path):
+  config = checkpoint.config_for_tokenizer(clip_config.CLIPConfig(
+      "odd", embed_dim=24, vision=clip_config.VisionConfig(48, 16, 24, 1, 3, 96),
+      text=clip_config.TextConfig(1, 20, 16, 1, 2, 64)), tokenizer_lib.default_tokenizer(20))
+  directory = str(tmp_path / "odd")
+  checkpoint.write_random_clip(directory, config, seed=3)
+  teacher = clip_teacher.load_clip_teacher(directory)
+  assert teacher.config.text == config.text and teacher.image_size == 48
+  texts = teacher.encode_text(["a photo of a cat.", "a photo of a dog.", "a red umbrella"])
+  assert texts.shape == (3, 24)
+  np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+  assert np.abs(texts[0] - texts[2]).max() > 1e-3  # the text reaches the embedding
+  images = np.random.default_rng(0).integers(0, 256, (2, 60, 50, 3), dtype=np.uint8)
+  assert teacher.encode_images(images).shape == (2, 24)
+  with pytest.raises(checkpoint.CheckpointError, match="must be the tokenizer's"):
+    checkpoint.write_random_clip(str(tmp_path / "bad"), clip_config.preset("tiny"))
+
+
 def test_missing_and_misshaped_tensors_are_named(tmp_path):
-  from safetensors import numpy as safetensors_numpy
   directory = copy_fixture(tmp_path)
   path = os.path.join(directory, "model.safetensors")
   tensors = safetensors_numpy.load_file(path)

@@ -3,8 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import train_toy
+from tests.conftest import TINY_GIN
 from vild.modeling import factory
 from vild.training import optimizer as optimizer_lib
+from vild.training import trainer as trainer_lib
+from vild.utils import gin_config
 
 
 def _rates(schedule, steps):
@@ -94,3 +98,23 @@ def test_gradient_clipping_bounds_the_global_norm():
   np.testing.assert_allclose(variable.numpy(), [-0.06, -0.08], rtol=1e-5)
   with pytest.raises(ValueError, match="gradient_clip_norm"):
     optimizer_lib.sgd_optimizer(0.1, gradient_clip_norm=-1.0)
+
+
+def test_reference_batch_size_scales_both_rates_linearly_with_the_global_batch():
+  schedule = optimizer_lib.learning_rate_schedule(reference_batch_size=256, global_batch_size=4)
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 1000, 162000)],
+                             [0.0032 * 4 / 256, 0.32 * 4 / 256, 0.032 * 4 / 256], rtol=1e-5)
+  unscaled = optimizer_lib.learning_rate_schedule(global_batch_size=4)  # no reference: as given
+  assert float(unscaled(1000)) == pytest.approx(0.32)
+  with pytest.raises(ValueError, match="reference_batch_size = 256 scales"):
+    optimizer_lib.learning_rate_schedule(reference_batch_size=256)
+
+
+def test_the_lvis_recipe_at_a_small_batch_trains_at_the_scaled_rate(tmp_path):
+  """configs/lvis + train.global_batch_size = 2 must not keep LR 0.32 (issue 18.3)."""
+  gin_config.parse(["configs/lvis/vild_text_r50.gin", TINY_GIN], finalize=False)
+  trainer = trainer_lib.ViLDTrainer(
+      str(tmp_path), train_toy.toy_dataset_fn(global_batch_size=2),
+      train_toy.toy_text_embeddings(), train_toy.toy_vocabulary(), global_batch_size=2)
+  assert trainer.learning_rate(1000) == pytest.approx(0.32 * 2 / 256)
+  assert trainer.learning_rate(0) == pytest.approx(0.0032 * 2 / 256)

@@ -62,21 +62,25 @@ def text_classification_loss(class_outputs: tf.Tensor, class_targets: tf.Tensor,
 
 
 def distillation_loss(region_embeddings: tf.Tensor, teacher_embeddings: tf.Tensor,
-                      distill_rois: tf.Tensor) -> tf.Tensor:
+                      distill_rois: tf.Tensor,
+                      distill_roi_valid: Optional[tf.Tensor] = None) -> tf.Tensor:
   """ViLD-image L1 distillation loss (unweighted).
 
   Args:
     region_embeddings: [B, M, D] unit-norm region embeddings of the distill RoIs.
     teacher_embeddings: [B, M, D] teacher (CLIP) embeddings; L2-normalised here.
     distill_rois: [B, M, 4] the RoIs, -1 padded.
+    distill_roi_valid: [B, M] bool or 0/1, the RoIs that count (the input pipeline's label);
+      default: those with area.
 
   Returns:
     Scalar: sum over valid RoIs of the per-RoI L1 norm / number of valid RoIs (0 if none).
   """
   teacher = tf.cast(teacher_embeddings, tf.float32)
   teacher_norm = tf.norm(teacher, axis=-1)
-  valid = tf.logical_and(valid_roi_mask(tf.cast(distill_rois, tf.float32)),
-                         teacher_norm > 0.0)
+  valid = (valid_roi_mask(tf.cast(distill_rois, tf.float32)) if distill_roi_valid is None
+           else tf.cast(distill_roi_valid, tf.bool))
+  valid = tf.logical_and(valid, teacher_norm > 0.0)
   teacher = tf.math.divide_no_nan(teacher, teacher_norm[..., tf.newaxis])
   per_roi = tf.reduce_sum(tf.abs(tf.cast(region_embeddings, tf.float32) - teacher), axis=-1)
   valid = tf.cast(valid, tf.float32)
@@ -133,7 +137,8 @@ class ViLDLoss:
                          "embeddings (scripts/compute_region_embeddings.py).")
       terms["distill_loss"] = distillation_loss(outputs["distill_region_embeddings"],
                                                 labels["distill_features"],
-                                                labels["distill_rois"])
+                                                labels["distill_rois"],
+                                                labels.get("distill_roi_valid"))
     terms = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
     terms["model_loss"] = sum_in_order([self.weights[k] * v for k, v in terms.items()])
     return terms

@@ -79,9 +79,7 @@ def save(path: str, matrix: np.ndarray, vocabulary: vocabulary_lib.Vocabulary,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       **metadata,
   }
-  with io.atomic_path(path) as tmp:
-    with open(tmp, "wb") as f:
-      np.save(f, matrix)
+  io.save_npy_atomic(path, matrix)
   io.write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=1) + "\n")
 
 
@@ -100,18 +98,17 @@ def load(path: str, vocabulary: Optional[vocabulary_lib.Vocabulary] = None,
     (matrix [C, D] float32 with L2-normalised rows, the vocabulary: the sidecar's if present,
     else the given one, else None).
   """
-  if not os.path.exists(path):
+  if not io.exists(path):
     raise TextEmbeddingError(
         f"{path}: no such text-embedding file; make one with scripts/compute_text_embeddings.py.")
   try:
-    matrix = np.load(path, allow_pickle=False)
+    matrix = io.load_npy(path)
   except ValueError as e:
     raise TextEmbeddingError(f"{path}: not a readable .npy array ({e}).") from e
   saved_vocabulary = None
-  if os.path.exists(sidecar_path(path)):
-    with open(sidecar_path(path), encoding="utf-8") as f:
-      saved_vocabulary = vocabulary_lib.Vocabulary.from_dict(
-          json.load(f)["vocabulary"], source=sidecar_path(path))
+  if io.exists(sidecar_path(path)):
+    saved_vocabulary = vocabulary_lib.Vocabulary.from_dict(
+        io.read_json(sidecar_path(path))["vocabulary"], source=sidecar_path(path))
   expected = vocabulary or saved_vocabulary
   if expected is not None and matrix.ndim == 2:
     matrix = _maybe_transpose_official_layout(matrix, len(expected), embedding_dim)

@@ -10,7 +10,6 @@ file, one name per line), or a saved vocabulary JSON (`Vocabulary.save`).
 """
 import dataclasses
 import json
-import os
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -127,15 +126,14 @@ class Vocabulary:
   def from_file(cls, path: str, novel_frequencies: Iterable[str] = ("r",),
                 novel_names: Iterable[str] = ()) -> "Vocabulary":
     """Loads a saved vocabulary, an LVIS/COCO JSON (uses its `categories`) or a names file."""
-    if not os.path.exists(path):
+    if not io.exists(path):
       raise VocabularyError(f"{path}: no such file. Give an LVIS/COCO JSON, a vocabulary JSON "
                             "or a text file with one category name per line.")
     if path.endswith(".json"):
-      with open(path, encoding="utf-8") as f:
-        try:
-          data = json.load(f)
-        except json.JSONDecodeError as e:
-          raise VocabularyError(f"{path}: not valid JSON ({e}).") from e
+      try:
+        data = io.read_json(path)
+      except json.JSONDecodeError as e:
+        raise VocabularyError(f"{path}: not valid JSON ({e}).") from e
       if isinstance(data, dict) and data.get("format") == FORMAT:
         return cls.from_dict(data, source=path)
       if isinstance(data, dict) and "categories" in data:
@@ -146,8 +144,8 @@ class Vocabulary:
       raise VocabularyError(
           f"{path}: expected a vild vocabulary (format {FORMAT!r}), an LVIS/COCO JSON with a "
           "'categories' list, or a JSON list of names.")
-    with open(path, encoding="utf-8") as f:
-      names = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    names = [line.strip() for line in io.read_text(path).splitlines()
+             if line.strip() and not line.startswith("#")]
     return cls.from_names(names, novel_names, source=path)
 
   # ----------------------------------------------------------------------------------------
@@ -230,7 +228,7 @@ def _raise_on_duplicates(values: Sequence, what: str, source: str) -> None:
 
 def load_vocabulary(spec: str, novel_names: Optional[List[str]] = None) -> Vocabulary:
   """A vocabulary from a file path or from inline names separated by ';' ("cat;red umbrella")."""
-  if os.path.exists(spec) or spec.endswith((".json", ".txt")):
+  if io.exists(spec) or spec.endswith((".json", ".txt")):
     return Vocabulary.from_file(spec, novel_names=novel_names or ())
   names = [n.strip() for n in spec.split(";") if n.strip()]
   return Vocabulary.from_names(names, novel_names or (), source=f"names {spec!r}")

@@ -10,6 +10,11 @@ random crop offset, pad at bottom-right) and the image_info layout are official.
 
   image_info [4, 2] = [[original h, w], [output h, w], [y_scale, x_scale], [y_offset, x_offset]]
   a pixel point p of the original image lands at p * scale - offset in the output.
+
+Row 1 is the padded output size (official.vision's layout); the real image content covers
+`content_size(image_info)` of it from the top-left, the rest is padding. The official ViLD code
+(tensorflow/tpu) stores the scaled size there instead, and clips proposals and detections to it:
+the model here takes `content_size` as its `image_shape` for the same clipping.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -39,6 +44,17 @@ def jitter_image_info(image_size: tf.Tensor, output_size: Sequence[int],
   max_offset = tf.maximum(scaled_size - desired, 0.0)
   offset = tf.floor(max_offset * tf.random.stateless_uniform([2], offset_seed))
   return tf.stack([image_size, desired, scaled_size / image_size, offset])
+
+
+def content_size(image_info: tf.Tensor) -> tf.Tensor:
+  """[..., 4, 2] image_info -> [..., 2] (height, width) of the real image content in the output.
+
+  The scaled image minus the crop offset, at most the output size: what is left of the image
+  after the jitter's crop, with the padding (bottom and right) excluded.
+  """
+  image_info = tf.cast(image_info, tf.float32)
+  scaled = tf.round(image_info[..., 0, :] * image_info[..., 2, :])
+  return tf.minimum(scaled - image_info[..., 3, :], image_info[..., 1, :])
 
 
 def resample_to_output(images: tf.Tensor, image_info: tf.Tensor, output_size: Sequence[int],

@@ -6,9 +6,12 @@ Training labels (per image, batched along axis 0; shapes static for TPU):
   gt_boxes [I, 4]        pixel yxyx in the model input, -1 padded
   gt_classes [I]         1-based indices into the training Vocabulary, -1 padded
   gt_masks [I, s, s]     masks cropped to their boxes (with include_mask)
+  num_clipped_instances  int32, instances beyond I dropped from this image's targets (the
+                         trainer logs them; build_training_labels.max_num_instances)
   sampling_seeds [2]     int32 seed of this example's RoI subsample in the model
   distill_rois [M, 4]    pixel yxyx in the model input, -1 padded (with distill_feature_dim)
   distill_features [M, D] teacher embeddings of the RoIs, -1 padded rows
+  distill_roi_valid [M]  int32, 1 for the RoIs the distillation loss counts, 0 for padding
 The per-image part is exactly `vild.data.targets.build_training_labels`.
 
 Evaluation labels (resize only, no augmentation):
@@ -19,7 +22,11 @@ Evaluation labels (resize only, no augmentation):
 
 Training augmentation: large-scale jitter (scale range configurable, paper 0.1-2.0) with random
 crop/pad to the output size, and one horizontal flip decision for image, boxes, masks and distill
-RoIs. Annotations whose category is not in the vocabulary are dropped (so base-only training
+RoIs. Distill RoIs that the crop leaves without area are dropped. The official parser's
+behaviour is a binding away for each (docs/fidelity.md): `distill_roi_flip = 'independent'`
+(a second coin flips image, boxes and masks but not the RoIs, a defect that mismatches them
+half the time) and `cropped_distill_rois = 'keep'` (zero-area RoIs on the crop border, counted
+by the loss). Annotations whose category is not in the vocabulary are dropped (so base-only training
 needs only a base vocabulary), and so are crowd annotations. Everything random is stateless and
 seeded per example, so a seeded pipeline gives identical batches run after run.
 
@@ -51,6 +58,10 @@ from vild.data import undecodable_records
 RECORDS_CHECKED_PER_SHARD = 2
 
 
+DISTILL_ROI_FLIPS = ("shared", "independent")
+CROPPED_DISTILL_ROIS = ("drop", "keep")
+
+
 @gin.configurable
 class Parser:
   """One serialized record (and a [2] seed) -> (image [H, W, 3] float32, labels dict).
@@ -67,6 +78,12 @@ class Parser:
     max_num_distill_rois: M, distill RoIs clipped or -1 padded to this many (paper 300).
     max_num_eval_instances: G, ground truth per image in evaluation labels.
     anchor_spec: anchors (gin: AnchorSpec).
+    distill_roi_flip: 'shared' (one coin for image, boxes, masks and distill RoIs) or
+      'independent' (the official parser: a second coin flips the image, boxes and masks
+      again, not the RoIs).
+    cropped_distill_rois: distill RoIs the jitter crop leaves without area: 'drop' them (and
+      pad), or 'keep' them as zero-area boxes on the crop border that the loss counts (the
+      official parser).
   """
 
   def __init__(self, vocabulary: vocabulary_lib.Vocabulary, is_training: bool,
@@ -75,7 +92,8 @@ class Parser:
                aug_rand_hflip: bool = True, skip_crowd: bool = True, include_mask: bool = True,
                distill_feature_dim: Optional[int] = None, max_num_distill_rois: int = 300,
                max_num_eval_instances: int = 300,
-               anchor_spec: Optional[anchors_lib.AnchorSpec] = None):
+               anchor_spec: Optional[anchors_lib.AnchorSpec] = None,
+               distill_roi_flip: str = "shared", cropped_distill_rois: str = "drop"):
     self.anchor_spec = anchor_spec or anchors_lib.AnchorSpec()
     self.output_size = tuple(int(s) for s in output_size)
     stride = self.anchor_spec.stride
@@ -87,6 +105,13 @@ class Parser:
     if not 0 < aug_scale_range[0] <= aug_scale_range[1]:
       raise ValueError(f"Parser.aug_scale_range {aug_scale_range} must be (min, max) with "
                        "0 < min <= max.")
+    for name, value, choices in (("distill_roi_flip", distill_roi_flip, DISTILL_ROI_FLIPS),
+                                 ("cropped_distill_rois", cropped_distill_rois,
+                                  CROPPED_DISTILL_ROIS)):
+      if value not in choices:
+        raise ValueError(f"Parser.{name} must be one of {choices}, got {value!r}.")
+    self.distill_roi_flip = distill_roi_flip
+    self.cropped_distill_rois = cropped_distill_rois
     self.vocabulary = vocabulary
     self.is_training = is_training
     self.aug_scale_range = tuple(float(s) for s in aug_scale_range)
@@ -136,6 +161,11 @@ class Parser:
     flip = tf.logical_and(self.aug_rand_hflip,
                           tf.random.stateless_uniform([], flip_seed) < 0.5)
     image, boxes, masks, rois = augmentation.flip_left_right(flip, image, boxes, masks, rois)
+    if rois is not None and self.distill_roi_flip == "independent":
+      # The official parser's defect, reproduced on request: a second coin for all but the RoIs.
+      again = tf.logical_and(self.aug_rand_hflip, tf.random.stateless_uniform(
+          [], tf.random.experimental.stateless_fold_in(flip_seed, 1)) < 0.5)
+      image, boxes, masks, _ = augmentation.flip_left_right(again, image, boxes, masks)
 
     image_size = tf.shape(image)[:2]
     image_info = augmentation.jitter_image_info(image_size, self.output_size,
@@ -158,14 +188,19 @@ class Parser:
     return image, labels
 
   def _distill_labels(self, rois, features, image_size, image_info):
-    rois, visible = augmentation.transform_boxes(box_ops.denormalize_boxes(rois, image_size),
-                                                 image_info)
-    features = tf.gather(features, visible)
+    rois = box_ops.denormalize_boxes(rois, image_size)
+    if self.cropped_distill_rois == "keep":  # clipped to the crop, empty ones too
+      rois = preprocess_ops.resize_and_crop_boxes(rois, image_info[2], image_info[1],
+                                                  image_info[3])
+    else:
+      rois, visible = augmentation.transform_boxes(rois, image_info)
+      features = tf.gather(features, visible)
+    pad = lambda t, value: preprocess_ops.clip_or_pad_to_fixed_size(  # noqa: E731
+        t, self.max_num_distill_rois, value)
     return {
-        "distill_rois": preprocess_ops.clip_or_pad_to_fixed_size(
-            rois, self.max_num_distill_rois, -1),
-        "distill_features": preprocess_ops.clip_or_pad_to_fixed_size(
-            features, self.max_num_distill_rois, -1),
+        "distill_rois": pad(rois, -1),
+        "distill_features": pad(features, -1),
+        "distill_roi_valid": pad(tf.ones_like(rois[:, 0], tf.int32), 0),
     }
 
   def _parse_eval(self, data):

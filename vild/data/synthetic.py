@@ -385,14 +385,15 @@ def write_split(output_dir: str, split: str, num_images: int, spec: WorldSpec,
   annotated (`base_only` derives the training annotations)."""
   weights = scene_weights(spec, split)
   image_dir = os.path.join(output_dir, "images", split)
-  os.makedirs(image_dir, exist_ok=True)
+  io.makedirs(image_dir)
   images, annotations = [], []
   all_ids = {c["id"] for c in categories}
   for image_id in range(1, num_images + 1):
     image, objects = render_scene(rng, spec, categories, weights)
     file_name = f"{split}/{image_id:06d}.png"
     with io.atomic_path(os.path.join(output_dir, "images", file_name)) as tmp:
-      Image.fromarray(image).save(tmp, format="PNG")
+      with io.open_file(tmp, "wb") as f:
+        Image.fromarray(image).save(f, format="PNG")
     present = {c["id"] for c, _ in objects}
     for category, mask in objects:
       annotations.append(_annotation(len(annotations) + 1, image_id, category, mask))
@@ -445,9 +446,7 @@ def write_crops(output_dir: str, spec: WorldSpec, categories: Sequence[dict],
       items.append({"index": i, "category_id": categories[k]["id"],
                     "caption": caption(rng, categories[k])})
   crops = np.concatenate(crops)
-  with io.atomic_path(os.path.join(output_dir, "crops.npy")) as tmp:
-    with open(tmp, "wb") as f:
-      np.save(f, crops)
+  io.save_npy_atomic(os.path.join(output_dir, "crops.npy"), crops)
   return {"format": CAPTIONS_FORMAT, "crops": "crops.npy", "crop_size": spec.crop_size,
           "items": items}
 
@@ -483,12 +482,11 @@ def load_captions(output_dir: str) -> Tuple[np.ndarray, List[dict]]:
   """(crops [N, S, S, 3] uint8, items [{index, category_id, caption}]) of a generated world;
   background crops have category_id BACKGROUND_CATEGORY_ID (0)."""
   path = os.path.join(output_dir, "captions.json")
-  if not os.path.exists(path):
+  if not io.exists(path):
     raise FileNotFoundError(f"{path}: no captions; make the world with "
                             "scripts/make_synthetic_dataset.py.")
-  with open(path, encoding="utf-8") as f:
-    captions = json.load(f)
+  captions = io.read_json(path)
   if captions.get("format") != CAPTIONS_FORMAT:
     raise ValueError(f"{path}: format {captions.get('format')!r}, expected {CAPTIONS_FORMAT!r}.")
-  crops = np.load(os.path.join(output_dir, captions["crops"]))
+  crops = io.load_npy(os.path.join(output_dir, captions["crops"]))
   return crops, captions["items"]

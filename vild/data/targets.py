@@ -37,7 +37,8 @@ def build_training_labels(image_size: Sequence[int],
     masks: optional [N, H, W] float instance masks aligned with the model input.
     anchor_spec: levels and anchors (gin: AnchorSpec).
     image_info: optional [4, 2] official.vision image info; default: no rescaling.
-    max_num_instances: boxes/classes/masks are clipped or -1 padded to this many.
+    max_num_instances: boxes/classes/masks are clipped or -1 padded to this many (the official
+      recipe keeps 300; `num_clipped_instances` counts what a smaller limit drops).
     mask_crop_size: masks are cropped to their boxes and resized to this square size.
     rpn_*: RPN anchor matching (paper: 0.7 / 0.3, 256 anchors per image).
     seed: optional [2] int stateless seed for the RPN anchor subsampling; the input pipeline
@@ -47,7 +48,9 @@ def build_training_labels(image_size: Sequence[int],
   Returns:
     dict with image_info [4, 2], anchor_boxes {level: [H_l, W_l, A*4]},
     rpn_score_targets {level: [H_l, W_l, A]}, rpn_box_targets {level: [H_l, W_l, A*4]},
-    gt_boxes [I, 4], gt_classes [I] (-1 padded) and, with masks, gt_masks [I, s, s].
+    gt_boxes [I, 4], gt_classes [I] (-1 padded), num_clipped_instances [] int32 (instances
+    beyond max_num_instances, dropped from the targets: their objects then count as background
+    for the sampled RoIs) and, with masks, gt_masks [I, s, s].
   """
   anchor_spec = anchor_spec or anchors_lib.AnchorSpec()
   height, width = int(image_size[0]), int(image_size[1])
@@ -72,6 +75,7 @@ def build_training_labels(image_size: Sequence[int],
       "rpn_box_targets": rpn_box_targets,
       "gt_boxes": preprocess_ops.clip_or_pad_to_fixed_size(boxes, max_num_instances, -1),
       "gt_classes": preprocess_ops.clip_or_pad_to_fixed_size(classes, max_num_instances, -1),
+      "num_clipped_instances": tf.maximum(tf.size(classes) - max_num_instances, 0),
   }
   if masks is not None:
     cropped = crop_masks_to_boxes(masks, boxes, (height, width), mask_crop_size)

@@ -10,23 +10,32 @@ those duplicates before the top M are kept, so M counts distinct regions.
 
 `generate_proposals` writes each record again with image/roi/bbox/{ymin,xmin,ymax,xmax}
 (normalised), image/roi/bbox/score (RPN objectness) and an empty image/roi/feature added;
-`region_embeddings` fills the features.
+`region_embeddings` fills the features. A record whose image does not decode (a truncated
+JPEG) is written with no proposals and named in a warning (shard, record, image/source_id); the
+training pipeline then skips it by its own rule, like any undecodable record.
+
+The settings file (`proposals.json`) identifies the detector by content (`sources`): a rerun
+with another detector, even another run's checkpoint of the same name, stops.
 """
 import itertools
 import os
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from vild.data import augmentation
 from vild.data import input_pipeline
 from vild.data import tf_example
 from vild.distillation_data import shard_jobs
+from vild.distillation_data import sources
 from vild.evaluation import detections as detections_lib
 from vild.inference import checkpoint as checkpoint_lib
 from vild.modeling import vild_model
 
 SETTINGS_NAME = "proposals"
+NO_IMAGE = (np.zeros([0, 4], np.float32), np.zeros([0], np.float32))  # (rois, scores)
 
 
 def select_proposals(boxes: np.ndarray, scores: np.ndarray, image_info: np.ndarray,
@@ -68,6 +77,7 @@ class ProposalGenerator:
     image_size: (height, width) of the model input.
     num_proposals, nms_iou_threshold, min_score: see `select_proposals`.
     batch_size: images per detector call (the last batch is padded: one trace).
+    undecodable: names of the records whose image did not decode (written without proposals).
   """
 
   def __init__(self, model: vild_model.ViLDModel, image_size: Sequence[int],
@@ -82,6 +92,7 @@ class ProposalGenerator:
     self.nms_iou_threshold = nms_iou_threshold
     self.min_score = min_score
     self.batch_size = batch_size
+    self.undecodable: List[str] = []
     self._prepare = tf.function(self._prepare_image,
                                 input_signature=[tf.TensorSpec([], tf.string)])
     self._first_stage = tf.function(self._run_first_stage)
@@ -89,32 +100,56 @@ class ProposalGenerator:
   def __call__(self, records: Iterable[bytes], source: str = "records") -> Iterator[bytes]:
     """A `shard_jobs.RecordTransform`: yields each record with its proposals added."""
     records = iter(records)
+    first_index = 0
     while batch := list(itertools.islice(records, self.batch_size)):
-      for record, (rois, scores) in zip(batch, self.propose(batch, source)):
+      proposals = self.propose(batch, source, first_index)
+      first_index += len(batch)
+      for record, (rois, scores) in zip(batch, proposals):
         # No teacher embeddings yet: image/roi/feature stays empty ([M, 0]) until
         # region_embeddings fills it.
         yield tf_example.add_distillation(record, rois, np.zeros([len(rois), 0]), scores)
 
-  def propose(self, records: List[bytes], source: str = "records"
+  def propose(self, records: List[bytes], source: str = "records", first_index: int = 0
               ) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """Up to `batch_size` serialized records -> per record (rois [m, 4] normalised, scores)."""
-    examples = [tf.train.Example.FromString(r) for r in records]
-    images, infos = zip(*(self._prepare(tf_example.encoded_image(e, source)) for e in examples))
+    """Up to `batch_size` serialized records -> per record (rois [m, 4] normalised, scores).
+
+    `source` and `first_index` (the first record's index in it) name records in messages; a
+    record whose image does not decode gets no proposals (m = 0) and a warning.
+    """
+    prepared = [self._prepare_or_none(r, source, first_index + i) for i, r in enumerate(records)]
+    decoded = [p for p in prepared if p is not None]
+    if not decoded:
+      return [NO_IMAGE] * len(records)
+    images, infos = zip(*decoded)
     padding = [tf.zeros_like(images[0])] * (self.batch_size - len(images))
     boxes, scores = self._first_stage(tf.stack(list(images) + padding),
                                       tf.stack(list(infos) + [infos[0]] * len(padding)))
     infos = np.stack(infos)
-    return [select_proposals(boxes[i].numpy(), scores[i].numpy(), infos[i],
-                             self.num_proposals, self.nms_iou_threshold, self.min_score)
-            for i in range(len(records))]
+    found = iter([select_proposals(boxes[i].numpy(), scores[i].numpy(), infos[i],
+                                   self.num_proposals, self.nms_iou_threshold, self.min_score)
+                  for i in range(len(decoded))])
+    return [NO_IMAGE if p is None else next(found) for p in prepared]
+
+  def _prepare_or_none(self, record: bytes, source: str, index: int):
+    example = tf.train.Example.FromString(record)
+    try:
+      return self._prepare(tf_example.encoded_image(example, source))
+    except tf.errors.InvalidArgumentError as e:
+      name = shard_jobs.record_name(source, index, example)
+      logging.warning("%s: its image does not decode (%s); written without proposals (the "
+                      "training pipeline skips records whose image does not decode).", name,
+                      shard_jobs.op_error_text(e))
+      self.undecodable.append(name)
+      return None
 
   def _prepare_image(self, encoded: tf.Tensor):
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     return input_pipeline.eval_image(image, self.image_size)
 
   def _run_first_stage(self, images, image_info):
-    # image_shape is the model input's size, as in training (train_step) and evaluation.
-    _, outputs = self.model.propose(images, image_info[:, 1, :], training=False)
+    # Proposals clipped to the image content, as in training (train_step) and evaluation.
+    _, outputs = self.model.propose(images, augmentation.content_size(image_info),
+                                    training=False)
     return outputs["proposals"], outputs["proposal_scores"]
 
 
@@ -135,18 +170,20 @@ def generate_proposals(file_pattern: str, output_dir: str, model_dir: str,
     shard_index, num_shards: this machine's share (`shard_jobs`).
 
   Returns:
-    {'written': [...], 'skipped': [...]} output shard paths.
+    {'written': [...], 'skipped': [...]} output shard paths, and 'undecodable': the records
+    (shard, index, image/source_id) written without proposals because their image does not
+    decode.
   """
   loaded = checkpoint_lib.load_model(model_dir, image_size, checkpoint, gin_files,
                                      gin_bindings)
-  image_size, checkpoint = loaded.input_size, loaded.checkpoint_path
-  generator = ProposalGenerator(loaded.model, image_size, num_proposals, nms_iou_threshold,
-                                min_score, batch_size)
+  config_paths = list(gin_files) or [os.path.join(model_dir, checkpoint_lib.CONFIG_NAME)]
+  generator = ProposalGenerator(loaded.model, loaded.input_size, num_proposals,
+                                nms_iou_threshold, min_score, batch_size)
   shard_jobs.check_settings(output_dir, SETTINGS_NAME, {
-      # The checkpoint's name, not its path: machines may mount the run directory differently.
-      "format": "vild.proposals/1", "checkpoint": os.path.basename(checkpoint),
-      "image_size": image_size,
+      "format": "vild.proposals/2", "image_size": loaded.input_size,
+      **sources.detector_identity(loaded.model, config_paths, gin_bindings),
       "num_proposals": num_proposals, "nms_iou_threshold": nms_iou_threshold,
       "min_score": min_score})
-  return shard_jobs.run(file_pattern, output_dir, generator, shard_index, num_shards,
-                        description="proposals")
+  result = shard_jobs.run(file_pattern, output_dir, generator, shard_index, num_shards,
+                          description="proposals")
+  return {**result, "undecodable": generator.undecodable}

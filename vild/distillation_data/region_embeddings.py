@@ -8,7 +8,12 @@ example as the image, every original field kept: the official record layout.
 `embed_records` is the one per-record function: the local tool (`compute_region_embeddings`,
 sharded and resumable through `shard_jobs`) and the Apache Beam pipeline (`beam_pipeline`) both
 run it, so their features agree by construction. It streams: crops of many records fill each
-teacher batch.
+teacher batch. A record without proposals (generate_proposals gives none to a record whose image
+does not decode) passes with no features and its image is not decoded; a record with proposals
+whose image does not decode stops the job, naming shard, record and image/source_id.
+
+The settings file (`region_embeddings.json`) identifies the teacher by content (`sources`): a
+rerun with another teacher, even one at the same path, stops.
 """
 import collections
 import time
@@ -20,17 +25,26 @@ import tensorflow as tf
 from vild.data import schema
 from vild.data import tf_example
 from vild.distillation_data import shard_jobs
+from vild.distillation_data import sources
 from vild.teacher import clip_teacher
 from vild.teacher import crops
 from vild.teacher import interface
 
 SETTINGS_NAME = "region_embeddings"
+_NO_PIXELS = np.zeros([1, 1, 3], np.uint8)  # stands in for the image of a record without boxes
 
 
-def decode_image(example: tf.train.Example, source: str = "records") -> tf.Tensor:
-  """A parsed record's image, uint8 [H, W, 3]."""
-  return tf.io.decode_image(tf_example.encoded_image(example, source), channels=3,
-                            expand_animations=False)
+def decode_image(example: tf.train.Example, source: str = "records",
+                 index: int = 0) -> tf.Tensor:
+  """A parsed record's image, uint8 [H, W, 3]; `source` and `index` name it in errors."""
+  try:
+    return tf.io.decode_image(tf_example.encoded_image(example, source), channels=3,
+                              expand_animations=False)
+  except tf.errors.InvalidArgumentError as e:
+    raise tf_example.RecordError(
+        f"{shard_jobs.record_name(source, index, example)}: its image does not decode "
+        f"({shard_jobs.op_error_text(e)}), yet it has proposals. Convert the image again "
+        "(scripts/create_tfrecords.py), then rerun scripts/generate_proposals.py.") from e
 
 
 def embed_records(embedder: crops.RegionEmbedder, records: Iterable[bytes],
@@ -45,16 +59,19 @@ def embed_records(embedder: crops.RegionEmbedder, records: Iterable[bytes],
   waiting = collections.deque()  # (record, proposal fields), in order, until embedded
 
   def images_and_boxes():
-    for record in records:
+    for index, record in enumerate(records):
       example = tf.train.Example.FromString(record)
       fields = tf_example.read_distillation(example)
       if fields is None:
         raise tf_example.RecordError(
-            f"{source}: record {tf_example.source_id(example)} has no proposals "
+            f"{shard_jobs.record_name(source, index, example)} has no proposals "
             f"({schema.ROI_YMIN} etc.); add them first with scripts/generate_proposals.py.")
-      image = decode_image(example, source)
-      height, width = image.shape[0], image.shape[1]
       waiting.append((record, fields))
+      if not len(fields["rois"]):  # nothing to crop: its image need not (or cannot) decode
+        yield _NO_PIXELS, fields["rois"]
+        continue
+      image = decode_image(example, source, index)
+      height, width = image.shape[0], image.shape[1]
       yield image, fields["rois"] * np.array([height, width, height, width], np.float32)
 
   for features in embedder.embed_many(images_and_boxes()):  # [M, D] per record, in order
@@ -64,7 +81,7 @@ def embed_records(embedder: crops.RegionEmbedder, records: Iterable[bytes],
 
 def settings(teacher: interface.Teacher, scales: Sequence[float]) -> dict:
   """What makes two runs' features comparable: saved beside the shards, checked on rerun."""
-  return {"format": "vild.region_embeddings/1", "teacher": teacher.name,
+  return {"format": "vild.region_embeddings/2", **sources.teacher_identity(teacher),
           "embedding_dim": teacher.embedding_dim, "teacher_image_size": teacher.image_size,
           "scales": [float(s) for s in scales]}
 
@@ -80,7 +97,8 @@ def compute_region_embeddings(file_pattern: str, output_dir: str,
   Args:
     file_pattern: glob of shards with proposals (scripts/generate_proposals.py output).
     output_dir: output shards, under the input file names; `region_embeddings.json` there
-      records the teacher, D and scales, and a rerun with another teacher stops.
+      records the teacher (by content: `sources.teacher_identity`), D and scales, and a rerun
+      with another teacher stops.
     teacher: any `vild.teacher.Teacher`; or `checkpoint_dir`, a CLIP checkpoint directory.
     scales: crop scales (ViLD: 1x and 1.5x).
     batch_size: crops per teacher call, across images.

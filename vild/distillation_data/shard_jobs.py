@@ -12,9 +12,8 @@ shard that exists and redoes the others; a killed run leaves only hidden tempora
 next run over that shard removes. `check_settings` keeps a rerun from mixing the shards of two
 different configurations in one directory.
 """
-import glob
-import json
 import os
+import re
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
@@ -22,7 +21,9 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
+from vild.data import tf_example
 from vild.utils import io
+from vild.utils import job_settings
 
 # (records of one input shard, the shard's path for messages) -> one output record per input
 # record, in order.
@@ -31,6 +32,21 @@ RecordTransform = Callable[[Iterable[bytes], str], Iterator[bytes]]
 
 class ShardJobError(ValueError):
   """Input, output or settings of a shard job do not fit; the message says what to do."""
+
+
+def record_name(source: str, index: int, example: tf.train.Example) -> str:
+  """'<shard>: record <index> (image/source_id <id>)': a record as messages name it."""
+  return f"{source}: record {index} (image/source_id {tf_example.source_id(example)})"
+
+
+def op_error_text(error: tf.errors.OpError) -> str:
+  """A TensorFlow error's own message (e.g. 'jpeg::Uncompress failed. Invalid JPEG data or
+  crop window.'), without graph-execution headers, stack lines, node lists or op names."""
+  text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", error.message)
+  lines = [line.strip() for line in text.splitlines()]
+  lines = [line for line in lines if line and not line.startswith(
+      ("Graph execution error", "Detected at node", "File \""))]
+  return lines[-1] if lines else error.message
 
 
 def list_shards(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -63,21 +79,21 @@ def check_settings(output_dir: str, name: str, settings: Dict) -> None:
   """Saves a job's settings as `{output_dir}/{name}.json`, or checks them against the saved ones.
 
   Every shard of a directory must come from one configuration (one detector, one teacher);
-  a rerun with other settings would silently mix them.
+  a rerun with other settings would silently mix them (`vild.utils.job_settings`).
   """
   path = os.path.join(output_dir, f"{name}.json")
-  settings = json.loads(json.dumps(settings))  # tuples -> lists, as they come back from disk
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-    changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-    if changed:
-      details = "; ".join(f"{k}: saved {old!r}, now {new!r}" for k, (old, new) in changed.items())
-      raise ShardJobError(
-          f"{path}: the shards in {output_dir} were written with other settings ({details}). "
-          "Use a new output directory, or rerun with the saved settings to finish the job.")
+  saved = job_settings.load(path)
+  if saved is None:
+    job_settings.save(path, settings)
     return
-  io.write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
+  changed = job_settings.differences(saved, settings)
+  if changed:
+    raise ShardJobError(
+        f"{path}: the shards in {output_dir} were written with other settings "
+        f"({'; '.join(changed)}). Sources are identified by content (sha256 of their weights "
+        "and config), so another detector or teacher differs even at the same path and "
+        "checkpoint name. Use a new output directory, or rerun with the saved settings to "
+        "finish the job.")
 
 
 def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordTransform,
@@ -98,13 +114,13 @@ def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordT
   """
   files = list_shards(file_pattern)
   for path in files:
-    if os.path.realpath(os.path.dirname(path)) == os.path.realpath(output_dir):
+    if _same_directory(os.path.dirname(path), output_dir):
       raise ShardJobError(f"output_dir {output_dir} holds the input shards ({path}); write to "
                           "another directory.")
-  os.makedirs(output_dir, exist_ok=True)
+  io.makedirs(output_dir)
   mine = assigned_shards(files, shard_index, num_shards)
   outputs = {path: os.path.join(output_dir, os.path.basename(path)) for path in mine}
-  pending = [p for p in mine if not os.path.exists(outputs[p])]
+  pending = [p for p in mine if not io.exists(outputs[p])]
   skipped = [outputs[p] for p in mine if p not in pending]
   logging.info("%s: shard %d of %d takes %d of %d input shards; %d already written, %d to do.",
                description, shard_index, num_shards, len(mine), len(files), len(skipped),
@@ -122,7 +138,7 @@ def run(file_pattern: Union[str, List[str]], output_dir: str, transform: RecordT
 
 def _write_shard(input_path: str, output_path: str, transform: RecordTransform,
                  progress: tqdm.tqdm, postfix) -> int:
-  _remove_stale_temporaries(output_path)
+  io.remove_stale_temporaries(output_path)
   counts = {"in": 0, "out": 0}
 
   def records():
@@ -144,9 +160,9 @@ def _write_shard(input_path: str, output_path: str, transform: RecordTransform,
   return counts["out"]
 
 
-def _remove_stale_temporaries(output_path: str) -> None:
-  """Deletes temporaries a killed run left for this shard (io.atomic_path: .<file>.*.tmp)."""
-  directory, name = os.path.split(output_path)
-  for stale in glob.glob(os.path.join(directory, f".{glob.escape(name)}.*.tmp")):
-    logging.info("Removing %s, left by an interrupted run.", stale)
-    os.remove(stale)
+
+def _same_directory(a: str, b: str) -> bool:
+  """Local paths resolved (symlinks, '..'); URLs (gs://) compared as written."""
+  if "://" in a or "://" in b:
+    return a.rstrip("/") == b.rstrip("/")
+  return os.path.realpath(a) == os.path.realpath(b)

@@ -15,6 +15,7 @@ from pycocotools import coco
 from pycocotools import cocoeval
 
 from vild.evaluation import detections as detections_lib
+from vild.utils import io as vild_io
 
 IOU_TYPES = detections_lib.IOU_TYPES
 # COCOeval.stats, in order.
@@ -24,11 +25,9 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARma
 
 def load_groundtruth(groundtruth: Union[str, dict]) -> coco.COCO:
   """A pycocotools COCO from an annotation JSON path or a dataset dict."""
-  if isinstance(groundtruth, str):
-    with contextlib.redirect_stdout(io.StringIO()):
-      return coco.COCO(groundtruth)
   api = coco.COCO()
-  api.dataset = copy.deepcopy(groundtruth)
+  api.dataset = (vild_io.read_json(groundtruth) if isinstance(groundtruth, str)  # gs:// too
+                 else copy.deepcopy(groundtruth))
   with contextlib.redirect_stdout(io.StringIO()):
     api.createIndex()
   return api
@@ -43,7 +42,8 @@ def evaluate_coco(groundtruth: Union[str, dict, coco.COCO], detections: List[dic
   Args:
     groundtruth: COCO annotation JSON path, dataset dict, or pycocotools COCO.
     detections: [{'image_id', 'category_id', 'bbox' [x, y, w, h], 'score',
-      'segmentation' (RLE, for 'segm')}].
+      'segmentation' (RLE or polygons, for 'segm')}]. For 'segm' the bbox is dropped, so
+      areas (APs/m/l) are mask areas (detectron2's rule).
     iou_types: 'bbox' and/or 'segm'.
     novel_category_ids: if given, adds '<iou_type>/AP50_novel' and '<iou_type>/AP50_base'
       (OV-COCO); categories without ground truth do not count.
@@ -61,7 +61,8 @@ def evaluate_coco(groundtruth: Union[str, dict, coco.COCO], detections: List[dic
       continue
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-      results = gt.loadRes(detections_lib.for_iou_type(detections, iou_type))
+      results = gt.loadRes(detections_lib.for_iou_type(
+          detections, iou_type, detections_lib.image_sizes(gt.dataset)))
       evaluator = cocoeval.COCOeval(gt, results, iouType=iou_type)
       if image_ids is not None:
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)

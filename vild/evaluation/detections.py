@@ -11,7 +11,7 @@ input pipeline's `image_info` ([[original h, w], [scaled h, w], [scale y, x], [o
 masks are pasted with official.vision's `paste_instance_masks` and RLE-encoded by pycocotools.
 """
 import copy
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 
@@ -170,12 +170,49 @@ def zero_metrics(api: str, iou_type: str, names: Sequence[str]) -> Dict[str, flo
   return {f"{iou_type}/{name}": 0.0 for name in names}
 
 
-def for_iou_type(detections: List[dict], iou_type: str) -> List[dict]:
+def for_iou_type(detections: List[dict], iou_type: str,
+                 image_sizes: Optional[Mapping[int, Tuple[int, int]]] = None) -> List[dict]:
   """A copy the evaluation API may modify; for 'segm' without 'bbox', so that areas (and the
-  small/medium/large split) come from the masks, as detectron2 does."""
+  small/medium/large split) come from the masks, as detectron2 does (LVISEval and COCOeval on
+  a results file that keeps 'bbox' take box areas instead), and with every mask as compressed
+  RLE (polygons and uncompressed RLE are encoded at their image's size from `image_sizes`,
+  {image_id: (height, width)}: the APIs take only compressed RLE for results)."""
   if iou_type != "segm":
     return copy.deepcopy(detections)
   if detections and "segmentation" not in detections[0]:
     raise ValueError("segm evaluation needs 'segmentation' in the detections; evaluate a model "
                      "with a mask head or iou_types=('bbox',).")
-  return [{k: copy.deepcopy(v) for k, v in d.items() if k != "bbox"} for d in detections]
+  results = []
+  for d in detections:
+    result = {k: copy.deepcopy(v) for k, v in d.items() if k != "bbox"}
+    if image_sizes is not None:
+      height, width = image_sizes[d["image_id"]]
+      result["segmentation"] = compressed_rle(d["segmentation"], height, width)
+    results.append(result)
+  return results
+
+
+def image_sizes(dataset: dict) -> Dict[int, Tuple[int, int]]:
+  """{image id: (height, width)} of an LVIS/COCO dataset dict."""
+  return {int(i["id"]): (int(i["height"]), int(i["width"])) for i in dataset["images"]}
+
+
+def compressed_rle(segmentation, height: int, width: int) -> dict:
+  """A mask in any COCO form (polygons [[x0, y0, x1, y1, ...], ...], uncompressed RLE with a
+  list of counts, or compressed RLE) as compressed RLE with str counts (JSON-safe)."""
+  if isinstance(segmentation, list):  # polygons: one object may have several parts
+    if not segmentation or not all(isinstance(p, list) and len(p) >= 6 for p in segmentation):
+      raise ValueError(f"polygon segmentation {str(segmentation)[:80]} must be a list of "
+                       "[x0, y0, x1, y1, x2, y2, ...] lists of at least 3 points.")
+    rle = mask_api.merge(mask_api.frPyObjects(segmentation, height, width))
+  elif isinstance(segmentation, dict) and "counts" in segmentation:
+    if isinstance(segmentation["counts"], list):  # uncompressed RLE
+      rle = mask_api.frPyObjects(segmentation, height, width)
+    else:
+      rle = {"size": list(segmentation["size"]), "counts": segmentation["counts"]}
+  else:
+    raise ValueError(f"segmentation {str(segmentation)[:80]} is neither polygons nor RLE "
+                     "({'size': [h, w], 'counts': ...}).")
+  if isinstance(rle["counts"], bytes):
+    rle["counts"] = rle["counts"].decode("ascii")
+  return {"size": [int(x) for x in rle["size"]], "counts": rle["counts"]}

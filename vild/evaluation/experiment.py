@@ -4,7 +4,7 @@
         evaluate.annotation_file = 'lvis_v1_val.json'     # official mask AP needs it
         evaluate.metric = 'lvis'                           # or 'coco'
         evaluate.text_embeddings_path = None               # None: the training vocabulary
-  code: vild.evaluation.experiment.evaluate(model_dir, checkpoint='latest')
+  code: vild.evaluation.experiment.evaluate(model_dir, checkpoint='latest', strategy=None)
 
 Transfer evaluation: point `text_embeddings_path` at another vocabulary's embeddings (e.g. COCO
 names) and `annotation_file`/`eval_file_pattern` at that dataset; the weights are not touched.
@@ -23,6 +23,7 @@ from vild.inference import checkpoint as checkpoint_lib
 from vild.inference import teacher_adapters
 from vild.modeling import factory
 from vild.training import experiment as training_experiment
+from vild.training import strategy as strategy_lib
 
 
 def _training_steps() -> Optional[int]:
@@ -32,8 +33,9 @@ def _training_steps() -> Optional[int]:
     return None
 
 
-@gin.configurable(denylist=["model_dir", "checkpoint", "output_dir"])
+@gin.configurable(denylist=["model_dir", "checkpoint", "output_dir", "strategy"])
 def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[str] = None,
+             strategy: Optional[tf.distribute.Strategy] = None,
              eval_file_pattern: str = gin.REQUIRED, annotation_file: Optional[str] = None,
              metric: str = "lvis", text_embeddings_path: Optional[str] = None,
              eval_batch_size: int = 8, iou_types: Sequence[str] = ("bbox", "segm"),
@@ -45,6 +47,8 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
     checkpoint: a checkpoint path, 'latest', or 'watch' (each new checkpoint until the run's
       ViLDTrainer.train_steps, or until none appears for `timeout` seconds).
     output_dir: default <model_dir>/eval.
+    strategy: runs inference per replica (vild.training.strategy.select_strategy; the
+      precision is set_precision's, as in training); default strategy if None.
     eval_file_pattern: TFRecord shards of the split.
     annotation_file: the split's LVIS/COCO JSON (needed for mask AP and for LVIS's
       federated negatives); None builds box ground truth from the records.
@@ -73,12 +77,15 @@ def evaluate(model_dir: str, checkpoint: str = "latest", output_dir: Optional[st
     return input_pipeline.build_dataset(eval_file_pattern, vocabulary, is_training=False,
                                         batch_size=eval_batch_size)
 
+  strategy = strategy or tf.distribute.get_strategy()
+  strategy_lib.set_precision(strategy)
   image_size = tuple(dataset_fn().element_spec[0].shape[1:3])
-  model = factory.build_vild_model(image_size=image_size)
+  with strategy.scope():
+    model = factory.build_vild_model(image_size=image_size)
   teacher = clip_checkpoint_dir and teacher_adapters.load_teacher(clip_checkpoint_dir)
   evaluator = evaluator_lib.Evaluator(model, vocabulary, matrix, metric=metric,
                                       annotation_file=annotation_file, iou_types=iou_types,
-                                      teacher=teacher or None)
+                                      teacher=teacher or None, strategy=strategy)
   if checkpoint == "watch":
     return evaluator_lib.evaluate_checkpoints(model, evaluator, dataset_fn, model_dir,
                                               output_dir, timeout=timeout,

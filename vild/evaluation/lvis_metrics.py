@@ -4,6 +4,7 @@ lvis 0.5.3 (its last release) calls `np.float`, which numpy >= 1.24 removed; `nu
 puts the alias back only while LVISEval runs, so nothing else sees it.
 """
 import contextlib
+import copy
 import io
 import logging as std_logging
 from typing import Dict, List, Optional, Sequence, Union
@@ -14,6 +15,7 @@ import numpy as np
 import lvis
 
 from vild.evaluation import detections as detections_lib
+from vild.utils import io as vild_io
 
 IOU_TYPES = detections_lib.IOU_TYPES
 # Keys of LVISEval.results; AR@300 is the official max_dets.
@@ -45,10 +47,11 @@ class _LVISFromDict(lvis.LVIS):
 
 
 def load_groundtruth(groundtruth: Union[str, dict]) -> lvis.LVIS:
-  """An lvis.LVIS from an annotation JSON path or a dataset dict."""
-  if isinstance(groundtruth, str):
-    return lvis.LVIS(groundtruth)
-  return _LVISFromDict(groundtruth)
+  """An lvis.LVIS from an annotation JSON path or a dataset dict (a dict is copied: LVISEval
+  turns the ground truth's polygons into RLE in place)."""
+  if isinstance(groundtruth, str):  # read through tf.io.gfile: gs:// works too
+    return _LVISFromDict(vild_io.read_json(groundtruth))
+  return _LVISFromDict(copy.deepcopy(groundtruth))
 
 
 def evaluate_lvis(groundtruth: Union[str, dict, lvis.LVIS], detections: List[dict],
@@ -59,7 +62,8 @@ def evaluate_lvis(groundtruth: Union[str, dict, lvis.LVIS], detections: List[dic
   Args:
     groundtruth: LVIS annotation JSON path, dataset dict, or lvis.LVIS.
     detections: [{'image_id', 'category_id', 'bbox' [x, y, w, h], 'score',
-      'segmentation' (RLE, for 'segm')}], at most 300 per image counted.
+      'segmentation' (RLE or polygons, for 'segm')}], at most 300 per image counted. For
+      'segm' the bbox is dropped, so areas (APs/m/l) are mask areas (detectron2's rule).
     iou_types: 'bbox' and/or 'segm'.
     image_ids: evaluate only these images (default: every image of the ground truth).
 
@@ -72,7 +76,8 @@ def evaluate_lvis(groundtruth: Union[str, dict, lvis.LVIS], detections: List[dic
     if not detections:
       metrics.update(detections_lib.zero_metrics("LVIS", iou_type, METRICS))
       continue
-    results = detections_lib.for_iou_type(detections, iou_type)
+    results = detections_lib.for_iou_type(detections, iou_type,
+                                           detections_lib.image_sizes(gt.dataset))
     evaluator = lvis.LVISEval(gt, results, iou_type=iou_type)
     if image_ids is not None:
       evaluator.params.img_ids = sorted(int(i) for i in image_ids)

@@ -6,7 +6,10 @@
   fruit = detector.expand_with_attributes(dets, ["red", "green", "yellow"])
 
 The vocabulary is data: names (embedded once each with the teacher and cached), a Vocabulary,
-a .npy text-embedding file or a [C, D] matrix. Both backends run the same serving graph
+a .npy text-embedding file or a [C, D] matrix. For ViLD-ensemble fusion a name is base iff the
+model was trained on it with boxes (its run's training vocabulary, vild.inference.vocabularies);
+`base_names` / `novel_names` override that, and without a known training vocabulary the
+vocabulary's own flags count. Both backends run the same serving graph
 (vild.inference.serving). `method='clip_on_crops'` classifies the model's proposals with
 teacher embeddings of their crops instead (the paper's R-CNN-style baseline, which the paper
 measures at 630x the runtime of ViLD).
@@ -46,13 +49,16 @@ class DetectorOptions:
     nms_iou_threshold: per-class NMS IoU (None: the model's setting).
     use_ensemble: False scores a ViLD-ensemble model with its text branch only.
     base_names: names of the categories the model was trained on with boxes; other names
-      count as novel in ViLD-ensemble fusion. None: the vocabulary's own base/novel flags.
+      count as novel in ViLD-ensemble fusion. None: a name is base iff it is a base category
+      of the model's training vocabulary (if known, else the vocabulary's own flags).
+    novel_names: names that count as novel whatever the rule above says.
   """
   score_threshold: float = 0.0
   max_detections: Optional[int] = None
   nms_iou_threshold: Optional[float] = None
   use_ensemble: Optional[bool] = None
   base_names: Optional[Collection[str]] = None
+  novel_names: Optional[Collection[str]] = None
 
 
 class Detector:
@@ -69,16 +75,20 @@ class Detector:
       embeddings of the regions (1x and 1.5x crops ensembled), for method='clip_on_crops'.
     owner: the object `serve` belongs to (a ServingModule or a loaded SavedModel), kept
       alive as long as the detector.
+    training_vocabulary: the vocabulary the model was trained on (its base categories are
+      the base names of ViLD-ensemble fusion); None if unknown.
   """
 
   def __init__(self, serve: ServeFn, spec: spec_lib.ModelSpec,
                options: DetectorOptions = DetectorOptions(),
                embed_names: Optional[vocabularies.EmbedNames] = None,
-               embed_crops: Optional[EmbedCrops] = None, owner: object = None):
+               embed_crops: Optional[EmbedCrops] = None, owner: object = None,
+               training_vocabulary: Optional[vocabulary_lib.Vocabulary] = None):
     self._serve = serve
     self._owner = owner
     self.spec = spec
     self.options = options
+    self.training_vocabulary = training_vocabulary
     self._embed_crops = embed_crops
     self._text_cache = vocabularies.TextEmbeddingCache(embed_names, spec.embedding_dim)
     self._detection_settings = {
@@ -96,19 +106,28 @@ class Detector:
       if input_size is not None:
         raise DetectorError(f"{path}: a SavedModel's input size is fixed at export; drop "
                             "input_size or re-export.")
+      if "gin_files" in kwargs or "gin_bindings" in kwargs:
+        raise DetectorError(f"{path}: a SavedModel's graph is fixed at export; gin files and "
+                            "bindings apply to model directories only.")
       return cls.from_saved_model(path, teacher=teacher, **kwargs)
     return cls.from_checkpoint(path, teacher=teacher, input_size=input_size, **kwargs)
 
   @classmethod
   def from_checkpoint(cls, model_dir: str, teacher=None,
-                      input_size: Optional[Sequence[int]] = None, **kwargs) -> "Detector":
-    """From a model directory (config.gin + checkpoints; see vild.inference.checkpoint)."""
-    loaded = checkpoint.load_model(model_dir, input_size=input_size)
+                      input_size: Optional[Sequence[int]] = None,
+                      gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
+                      **kwargs) -> "Detector":
+    """From a model directory (config.gin + checkpoints; see vild.inference.checkpoint);
+    `gin_files` replace its config.gin, `gin_bindings` apply after it."""
+    loaded = checkpoint.load_model(model_dir, input_size=input_size, gin_files=gin_files,
+                                   gin_bindings=gin_bindings)
+    kwargs.setdefault("training_vocabulary", vocabularies.load_training_vocabulary(model_dir))
     return cls.from_model(loaded.model, loaded.input_size, teacher=teacher, **kwargs)
 
   @classmethod
   def from_model(cls, model: vild_model.ViLDModel, input_size: Sequence[int], teacher=None,
-                 embed_names=None, embed_crops=None, **options) -> "Detector":
+                 embed_names=None, embed_crops=None, training_vocabulary=None,
+                 **options) -> "Detector":
     """From a Keras ViLDModel. Its detection generator is rebuilt with the options' NMS IoU
     and max detections (the model is changed in place)."""
     opts = DetectorOptions(**options)
@@ -122,7 +141,8 @@ class Detector:
     return cls(module.signature("serve_with_embeddings"),
                spec_lib.ModelSpec.from_model(model, input_size, opts.use_ensemble), opts,
                embed_names=embed_names or teacher_adapters.embed_names(teacher),
-               embed_crops=embed_crops or teacher_adapters.embed_crops(teacher), owner=module)
+               embed_crops=embed_crops or teacher_adapters.embed_crops(teacher), owner=module,
+               training_vocabulary=training_vocabulary)
 
   @classmethod
   def from_saved_model(cls, export_dir: str, teacher=None, embed_names=None,
@@ -134,13 +154,35 @@ class Detector:
     teacher_adapters.check_embedding_dim(teacher, loaded.spec.embedding_dim)
     return cls(loaded.signatures["serve_with_embeddings"], loaded.spec, opts,
                embed_names=embed_names or teacher_adapters.embed_names(teacher),
-               embed_crops=embed_crops or teacher_adapters.embed_crops(teacher), owner=loaded)
+               embed_crops=embed_crops or teacher_adapters.embed_crops(teacher), owner=loaded,
+               training_vocabulary=loaded.training_vocabulary)
 
   # ------------------------------------------------------------------------------------------
   def text_embeddings(self, vocabulary: vocabularies.VocabularyLike
                       ) -> Tuple[vocabulary_lib.Vocabulary, np.ndarray]:
     """(Vocabulary, [C, D] text embeddings) for any vocabulary form (see vocabularies)."""
     return vocabularies.resolve(vocabulary, self._text_cache, self.spec.embedding_dim)
+
+  def base_novel_split(self, vocabulary: vocabulary_lib.Vocabulary
+                       ) -> Tuple[vocabulary_lib.Vocabulary, str]:
+    """(`vocabulary` with the base/novel flags ViLD-ensemble fusion uses, the rule applied).
+
+    base_names given: exactly those are base. Else, with a known training vocabulary, a name
+    is base iff the model was trained on it with boxes. Else the vocabulary's own flags.
+    novel_names are novel in every case.
+    """
+    if self.options.base_names is not None:
+      vocabulary = vocabularies.with_base_names(vocabulary, self.options.base_names)
+      rule = "base = the given base names"
+    elif self.training_vocabulary is not None:
+      vocabulary = vocabularies.split_by_training(vocabulary, self.training_vocabulary)
+      rule = f"base = trained with boxes, per {self.training_vocabulary.source}"
+    else:
+      rule = f"the model's training vocabulary is unknown: {vocabulary.source}'s own flags"
+    if self.options.novel_names:
+      vocabulary = vocabularies.with_novel_names(vocabulary, self.options.novel_names)
+      rule += ", then the given novel names"
+    return vocabulary, rule
 
   def detect(self, images, vocabulary: vocabularies.VocabularyLike,
              base_mask: Optional[Sequence[bool]] = None,
@@ -151,8 +193,7 @@ class Detector:
       images: one image or a list; each a path, PIL image or uint8 [H, W, 3] array.
       vocabulary: names, a Vocabulary, a ';'-separated string or vocabulary file, a .npy
         text-embedding file, a [C, D] matrix, or a (names, matrix) pair.
-      base_mask: [C] True for base categories (ViLD-ensemble); default from the options'
-        base_names or the vocabulary.
+      base_mask: [C] True for base categories (ViLD-ensemble); default `base_novel_split`.
       method: 'vild', or 'clip_on_crops' (teacher embeddings of proposal crops).
 
     Returns:
@@ -231,9 +272,7 @@ class Detector:
         raise DetectorError(f"base_mask has shape {mask.shape} but the vocabulary has "
                             f"{len(vocab)} categories; give one flag per category.")
       return mask
-    if self.options.base_names is not None:
-      vocab = vocabularies.with_base_names(vocab, self.options.base_names)
-    return vocab.base_mask
+    return self.base_novel_split(vocab)[0].base_mask
 
   def _from_outputs(self, outputs: Dict[str, np.ndarray], vocab: vocabulary_lib.Vocabulary,
                     image_size: Tuple[int, int]) -> Detections:

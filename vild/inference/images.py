@@ -1,4 +1,9 @@
-"""Reading images for inference and expanding an --image spec (file, glob or directory)."""
+"""Reading images for inference and expanding an --image spec (file, glob or directory).
+
+Pixels go through `vild.data.pixels.to_rgb8`, the converter's rule: 16-bit images are scaled to
+8 bits (as TensorFlow's decoder, and so the SavedModel, reads them), images without an 8-bit
+scale (float) are refused with their file named.
+"""
 import glob
 import os
 from typing import List, Union
@@ -6,6 +11,10 @@ from typing import List, Union
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+import tensorflow as tf
+
+from vild.data import pixels
+from vild.utils import io
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ImageLike = Union[str, np.ndarray, Image.Image]
@@ -18,10 +27,11 @@ class ImageError(ValueError):
 def load_image(path: str) -> np.ndarray:
   """uint8 [H, W, 3] RGB, EXIF orientation applied (as a viewer shows the photo)."""
   try:
-    with Image.open(path) as image:
-      image = ImageOps.exif_transpose(image)
-      return np.asarray(image.convert("RGB"), np.uint8)
-  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    with io.open_file(path, "rb") as f, Image.open(f) as image:
+      return pixels.to_rgb8(ImageOps.exif_transpose(image), source=path)
+  except pixels.UnsupportedImageError as e:
+    raise ImageError(str(e)) from e
+  except (OSError, ValueError, Image.DecompressionBombError, tf.errors.OpError) as e:
     raise ImageError(f"{path}: cannot read the image ({e}).") from e
 
 
@@ -30,7 +40,7 @@ def as_array(image: ImageLike) -> np.ndarray:
   if isinstance(image, str):
     return load_image(image)
   if isinstance(image, Image.Image):
-    return np.asarray(image.convert("RGB"), np.uint8)
+    return pixels.to_rgb8(image, source="the PIL image")
   array = np.asarray(image)
   if array.ndim == 2:
     array = np.stack([array] * 3, axis=-1)
@@ -47,16 +57,16 @@ def as_array(image: ImageLike) -> np.ndarray:
 
 def find_images(spec: str) -> List[str]:
   """The image files a spec names: a file, a glob pattern, or a directory (its image files)."""
-  if os.path.isdir(spec):
-    paths = [os.path.join(spec, name) for name in sorted(os.listdir(spec))
+  if io.isdir(spec):
+    paths = [os.path.join(spec, name) for name in sorted(io.listdir(spec))
              if name.lower().endswith(IMAGE_EXTENSIONS) and
-             os.path.isfile(os.path.join(spec, name))]
+             not io.isdir(os.path.join(spec, name))]
     where = f"directory {spec} has no image files ({', '.join(IMAGE_EXTENSIONS)})"
   elif glob.has_magic(spec):
-    paths = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
+    paths = [p for p in io.glob(spec) if not io.isdir(p)]
     where = f"pattern {spec!r} matches no files"
   else:
-    paths = [spec] if os.path.isfile(spec) else []
+    paths = [spec] if io.exists(spec) and not io.isdir(spec) else []
     where = f"{spec}: no such file"
   if not paths:
     raise ImageError(f"--image: {where}.")

@@ -8,7 +8,10 @@ Signature functions (inputs by name; B images per call):
   serve_with_embeddings(images uint8 [B, H, W, 3], text_embeddings [C, D], base_mask [C] bool)
   serve_bytes_with_embeddings(image_bytes string [B], text_embeddings, base_mask)
   serve(images)  and  serve_bytes(image_bytes)   with a vocabulary baked in at export
-`base_mask` (True = base category) matters only for ViLD-ensemble scoring.
+`base_mask` (True = base category) matters only for ViLD-ensemble scoring: True for a name the
+model was trained on with boxes, i.e. a base category of its training vocabulary (an export
+carries it in assets.extra/training_vocabulary.json; vild.inference.vocabularies.
+split_by_training computes the mask, as the Detector does by default).
 
 Outputs (K detections, P proposals; see ViLDModel.call):
   detection_boxes [B, K, 4]       pixel [ymin, xmin, ymax, xmax] in the ORIGINAL image
@@ -26,6 +29,7 @@ import tensorflow as tf
 from official.vision.ops import box_ops
 from vild import anchors as anchors_lib
 from vild import text_embeddings as text_embeddings_lib
+from vild.data import augmentation
 from vild.data import input_pipeline
 from vild.inference import spec as spec_lib
 from vild.modeling import detection_generator as detection_generator_lib
@@ -140,8 +144,10 @@ class ServingModule(tf.Module):
     return tf.map_fn(decode_and_preprocess, image_bytes, fn_output_signature=signature)
 
   def _detect_preprocessed(self, images, image_info, text_embeddings, base_mask):
-    outputs = self._model.value(images, image_info[:, 1, :], text_embeddings=text_embeddings,
-                         base_mask=base_mask, use_ensemble=self._use_ensemble, training=False)
+    # Detections stay inside the image content, never in the letterbox padding.
+    outputs = self._model.value(images, augmentation.content_size(image_info),
+                                text_embeddings=text_embeddings, base_mask=base_mask,
+                                use_ensemble=self._use_ensemble, training=False)
     outputs = {k: v for k, v in outputs.items() if k.startswith("detection_") or
                k in ("num_detections", "proposals", "proposal_scores")}
     for key in BOX_OUTPUTS:

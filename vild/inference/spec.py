@@ -13,7 +13,7 @@ from vild.modeling import vild_model
 from vild.utils import io
 
 DETECTION_SETTING_KEYS = ("pre_nms_top_k", "score_threshold", "nms_iou_threshold",
-                          "max_num_detections", "box_regression_weights")
+                          "max_num_detections", "box_regression_weights", "pre_nms_rule")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +66,7 @@ class ModelSpec:
 
   @classmethod
   def load(cls, path: str) -> "ModelSpec":
-    with open(path, encoding="utf-8") as f:
-      return cls.from_dict(json.load(f))
+    return cls.from_dict(io.read_json(path))
 
 
 def detection_settings(generator) -> Dict[str, Any]:

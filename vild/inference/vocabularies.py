@@ -5,14 +5,25 @@ file (see vild.vocabulary.load_vocabulary); a .npy text-embedding file (with its
 vocabulary, see vild.text_embeddings); a precomputed [C, D] matrix; or a (names or Vocabulary,
 matrix) pair. Names are embedded with `embed_names` once each and cached, so growing a
 vocabulary only embeds the new names.
+
+Base or novel (what ViLD-ensemble fuses differently): a name is base iff the model was
+trained on it with boxes, i.e. it is a base category of the run's training vocabulary
+(`load_training_vocabulary`; matched by name or LVIS synonym, ignoring case and '_').
+`split_by_training` applies that rule; explicit base/novel names override it.
 """
 import dataclasses
+import os
 from typing import Callable, Collection, Dict, Optional, Sequence, Tuple, Union
 
+from absl import logging
+import gin
 import numpy as np
 
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
+from vild.teacher import prompts
+from vild.training import experiment as training_experiment
+from vild.utils import io
 
 EmbedNames = Callable[[Sequence[str]], np.ndarray]  # names -> [C, D] unit rows
 VocabularyLike = Union[str, Sequence[str], vocabulary_lib.Vocabulary, np.ndarray, tuple]
@@ -75,6 +86,76 @@ def with_base_names(vocabulary: vocabulary_lib.Vocabulary, base_names: Collectio
   """
   base = set(base_names)
   return dataclasses.replace(vocabulary, is_novel=tuple(n not in base for n in vocabulary.names))
+
+
+def with_novel_names(vocabulary: vocabulary_lib.Vocabulary, novel_names: Collection[str]
+                     ) -> vocabulary_lib.Vocabulary:
+  """The vocabulary with `novel_names` made novel, every other flag kept."""
+  novel = set(novel_names)
+  return dataclasses.replace(vocabulary, is_novel=tuple(
+      flag or n in novel for n, flag in zip(vocabulary.names, vocabulary.is_novel)))
+
+
+def split_by_training(vocabulary: vocabulary_lib.Vocabulary,
+                      training_vocabulary: vocabulary_lib.Vocabulary
+                      ) -> vocabulary_lib.Vocabulary:
+  """The vocabulary with base = the names the model was trained on with boxes.
+
+  A category is base iff its name or one of its synonyms is the name or a synonym of a base
+  category of `training_vocabulary`, compared after clean-up ('traffic_light' = 'Traffic
+  light'); every other category is novel.
+  """
+  trained = {prompts.clean_name(s)
+             for synonyms, novel in zip(training_vocabulary.synonyms, training_vocabulary.is_novel)
+             if not novel for s in synonyms}
+  return dataclasses.replace(vocabulary, is_novel=tuple(
+      not any(prompts.clean_name(s) in trained for s in synonyms)
+      for synonyms in vocabulary.synonyms))
+
+
+def load_training_vocabulary(model_dir: str) -> Optional[vocabulary_lib.Vocabulary]:
+  """The vocabulary a trainer's run trained on, or None if it cannot be found.
+
+  Read from <model_dir>/training_vocabulary.json (the trainer writes it), else from the
+  sidecar of the text embeddings the parsed run config names
+  (`training_vocabulary.text_embeddings_path`, with its `classes`).
+  """
+  path = os.path.join(model_dir, training_experiment.TRAINING_VOCABULARY)
+  if io.exists(path):
+    return vocabulary_lib.Vocabulary.from_dict(io.read_json(path), source=path)
+  embeddings_path = _bound("training_vocabulary.text_embeddings_path")
+  sidecar = embeddings_path and text_embeddings_lib.sidecar_path(embeddings_path)
+  if not sidecar or not io.exists(sidecar):
+    logging.warning("%s: no %s and no readable training text-embedding sidecar (%s): the "
+                    "names the model was trained on are unknown.", model_dir,
+                    training_experiment.TRAINING_VOCABULARY, sidecar)
+    return None
+  vocabulary = vocabulary_lib.Vocabulary.from_dict(io.read_json(sidecar)["vocabulary"],
+                                                   source=sidecar)
+  if _bound("training_vocabulary.classes") == "base":
+    vocabulary = vocabulary.subset(vocabulary.base_mask)
+  return vocabulary
+
+
+def describe_split(vocabulary: vocabulary_lib.Vocabulary, rule: str, shown: int = 20) -> str:
+  """'base (<rule>): a, b; novel: c' for a person to check."""
+  def listed(mask):
+    names = [n for n, keep in zip(vocabulary.names, mask) if keep]
+    more = f" ... and {len(names) - shown} more" if len(names) > shown else ""
+    return (", ".join(names[:shown]) + more) if names else "none"
+  return (f"ViLD-ensemble split of {len(vocabulary)} names ({rule}): base: "
+          f"{listed(vocabulary.base_mask)}; novel: {listed(vocabulary.novel_mask)}")
+
+
+def _bound(name: str):
+  """A parsed gin binding's value (a %MACRO followed to its value), or None if unbound."""
+  try:
+    value = gin.query_parameter(name)
+  except ValueError:
+    return None
+  if isinstance(value, gin.config.ConfigurableReference):
+    return gin.query_parameter(value.scoped_selector.split("/")[0] + "/macro.value")
+  return value
 
 
 def _as_vocabulary(names) -> vocabulary_lib.Vocabulary:

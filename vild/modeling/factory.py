@@ -4,7 +4,7 @@
   build_fpn.num_filters = 256                # official.vision FPN
   build_region_tower.num_convs = 4           # vild RegionTower
   build_vild_model.distillation = 'shared'   # ViLD mode
-  build_classifier.kind = 'text'             # or 'learned' for the supervised baselines
+  build_classifier.kind = 'text'             # 'linear' for the supervised baselines
   AnchorSpec.min_level = 2                   # shared by model and input pipeline
 
 Every default is the paper's (VILD.md); configs/ holds complete named experiments and tiny
@@ -122,28 +122,43 @@ def build_mask_head(num_convs: int = 4, num_filters: int = 256) -> tf_keras.laye
 @gin.configurable
 def build_classifier(embedding_dim: int, temperature: float = 0.01, kind: str = "text",
                      num_learned_classes: Optional[int] = None) -> tf_keras.layers.Layer:
-  """ViLD's text-embedding classifier ('text'), or learned class weights ('learned') for the
-  paper's supervised baselines (num_learned_classes = size of the training vocabulary)."""
+  """The region classifier.
+
+  kind: 'text' (ViLD: cosine to the text embeddings, learned background); for the supervised
+    baselines, whose classes are weights (num_learned_classes = size of the training
+    vocabulary): 'linear' (Mask R-CNN's softmax classifier over the region features: the
+    paper's supervised rows, configs/lvis/supervised_*) or 'learned' (cosine / temperature
+    over the region embeddings with learned class rows).
+  """
   if kind == "text":
     return text_classifier_lib.TextEmbeddingClassifier(embedding_dim, temperature=temperature)
-  if kind == "learned":
+  if kind in ("linear", "learned"):
     if not num_learned_classes:
-      raise ValueError("build_classifier: kind='learned' needs num_learned_classes (the size "
+      raise ValueError(f"build_classifier: kind={kind!r} needs num_learned_classes (the size "
                        "of the training vocabulary).")
-    return learned_classifier.LearnedClassifier(num_learned_classes, embedding_dim,
-                                                 temperature=temperature)
-  raise ValueError(f"build_classifier.kind must be 'text' or 'learned', got {kind!r}.")
+    cls = (learned_classifier.LinearClassifier if kind == "linear"
+           else learned_classifier.LearnedClassifier)
+    return cls(num_learned_classes, embedding_dim, temperature=temperature)
+  raise ValueError(f"build_classifier.kind must be 'text', 'linear' or 'learned', got "
+                   f"{kind!r}.")
 
 
 @gin.configurable
 def build_detection_generator(pre_nms_top_k: int = 10000, score_threshold: float = 0.0,
-                              nms_iou_threshold: float = 0.5, max_num_detections: int = 300
+                              nms_iou_threshold: float = 0.5, max_num_detections: int = 300,
+                              pre_nms_rule: str = "overall"
                               ) -> detection_generator_lib.ViLDDetectionGenerator:
-  """Paper inference: per-class NMS 0.5, score threshold 0, 300 detections per image."""
+  """Paper inference: per-class NMS 0.5, score threshold 0, 300 detections per image.
+
+  `pre_nms_rule`: 'overall' keeps the top `pre_nms_top_k` (RoI, class) pairs of the image
+  before per-class NMS (ours: 10000, cheap at any class count); 'per_class' keeps the top
+  `pre_nms_top_k` RoIs of each class (the official code's rule: 1000; configs/lvis and
+  configs/ov_coco). Both are exact per-class NMS (vild.modeling.detection_generator).
+  """
   return detection_generator_lib.ViLDDetectionGenerator(
       pre_nms_top_k=pre_nms_top_k, score_threshold=score_threshold,
       nms_iou_threshold=nms_iou_threshold, max_num_detections=max_num_detections,
-      box_regression_weights=vild_model.BOX_REGRESSION_WEIGHTS)
+      box_regression_weights=vild_model.BOX_REGRESSION_WEIGHTS, pre_nms_rule=pre_nms_rule)
 
 
 @gin.configurable
@@ -156,7 +171,8 @@ def build_vild_model(embedding_dim: int = 512,
                      mask_target_size: int = 28,
                      num_sampled_masks: int = 128,
                      anchor_spec: Optional[anchors_lib.AnchorSpec] = None,
-                     image_size: Optional[Tuple[int, int]] = None) -> vild_model.ViLDModel:
+                     image_size: Optional[Tuple[int, int]] = None,
+                     padded_rois_in_batch_norm: bool = False) -> vild_model.ViLDModel:
   """Builds a ViLD Mask R-CNN.
 
   Args:
@@ -169,6 +185,8 @@ def build_vild_model(embedding_dim: int = 512,
       sampling sizes (paper 7, 14, 28, 128).
     anchor_spec: levels and anchors (gin: AnchorSpec.*).
     image_size: if given, the model is built (variables created) for this input size.
+    padded_rois_in_batch_norm: every distill RoI slot (padding included) in the region
+      tower's batch-norm statistics, as the official code; default only the RoIs that count.
   """
   anchor_spec = anchor_spec or anchors_lib.AnchorSpec()
   backbone = build_backbone()
@@ -194,6 +212,7 @@ def build_vild_model(embedding_dim: int = 512,
       distillation=distillation,
       ensemble_lambda=ensemble_lambda,
       anchor_spec=anchor_spec,
+      padded_rois_in_batch_norm=padded_rois_in_batch_norm,
       **mask_parts)
   if image_size is not None:
     build_variables(model, image_size)

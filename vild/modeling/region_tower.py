@@ -95,6 +95,11 @@ class RegionTower(tf_keras.layers.Layer):
   def embedding_dim(self) -> int:
     return self._config["embedding_dim"]
 
+  @property
+  def projection(self) -> tf_keras.layers.Layer:
+    """The linear projection from the FC features to the embedding space."""
+    return self._projection
+
   def call(self, roi_features: tf.Tensor, valid_mask: Optional[tf.Tensor] = None,
            training: Optional[bool] = None) -> Dict[str, tf.Tensor]:
     shape = tf.shape(roi_features)

@@ -39,8 +39,12 @@ class TextEmbeddingClassifier(tf_keras.layers.Layer):
   Column 0 is background. `text_embeddings` [C, D] overrides the stored matrix for this call
   (serving with a matrix chosen at request time); gradients never flow into it.
   """
+  reads_region_features = False  # it reads region embeddings
 
   def __init__(self, embedding_dim: int, temperature: float = 0.01, **kwargs):
+    # float32 under mixed precision: Keras would otherwise round the region embeddings to
+    # bfloat16 on the way in, and 1 / temperature (100) amplifies that rounding to ~0.1.
+    kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
     if temperature <= 0:
       raise ValueError(f"TextEmbeddingClassifier: temperature must be > 0, got {temperature}.")

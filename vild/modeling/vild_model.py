@@ -57,6 +57,7 @@ class ViLDModel(tf_keras.Model):
                distillation: str = "none",
                ensemble_lambda: float = ensemble.DEFAULT_LAMBDA,
                anchor_spec: Optional[anchors_lib.AnchorSpec] = None,
+               padded_rois_in_batch_norm: bool = False,
                name: str = "vild",
                **kwargs):
     """Builds the model from its parts.
@@ -66,12 +67,16 @@ class ViLDModel(tf_keras.Model):
         mask_sampler, mask_roi_aligner: `official.vision` layers (see vild.modeling.factory).
       region_tower: maps RoI features to {'features', 'embeddings'} (RegionTower).
       classifier: maps region embeddings to [bg, classes] logits: ViLD's
-        TextEmbeddingClassifier, or a LearnedClassifier for the supervised baselines.
+        TextEmbeddingClassifier, or for the supervised baselines a LinearClassifier (Mask
+        R-CNN's, over the region features) or a LearnedClassifier (cosine).
       detection_generator: ViLDDetectionGenerator.
       distill_tower: the ViLD-ensemble image branch; required iff distillation='separate'.
       distillation: 'none', 'shared' or 'separate'.
       ensemble_lambda: lambda of the ViLD-ensemble fusion (used when 'separate').
       anchor_spec: levels and anchors; used when anchor boxes are not passed to `call`.
+      padded_rois_in_batch_norm: let every distill RoI slot, padding and RoIs that do not
+        count included, into the region tower's batch-norm statistics (the official code);
+        default: only the RoIs that count.
     """
     super().__init__(name=name, **kwargs)
     if distillation not in DISTILLATION_MODES:
@@ -98,7 +103,8 @@ class ViLDModel(tf_keras.Model):
         classifier=classifier, detection_generator=detection_generator,
         mask_head=mask_head, mask_sampler=mask_sampler, mask_roi_aligner=mask_roi_aligner,
         distill_tower=distill_tower, distillation=distillation,
-        ensemble_lambda=ensemble_lambda, anchor_spec=anchor_spec)
+        ensemble_lambda=ensemble_lambda, anchor_spec=anchor_spec,
+        padded_rois_in_batch_norm=padded_rois_in_batch_norm)
     self.backbone = backbone
     self.decoder = decoder
     self.rpn_head = rpn_head
@@ -110,6 +116,10 @@ class ViLDModel(tf_keras.Model):
         4, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=0.001),
         name="box_predictor")
     self.classifier = classifier
+    if getattr(classifier, "reads_region_features", False):
+      # Mask R-CNN's linear classifier reads the FC features: the embedding projection feeds
+      # no loss, so it is not trained (nor decayed).
+      region_tower.projection.trainable = False
     self.detection_generator = detection_generator
     self.mask_head = mask_head
     self.mask_sampler = mask_sampler
@@ -118,6 +128,7 @@ class ViLDModel(tf_keras.Model):
     self._distillation = distillation
     self._ensemble_lambda = ensemble_lambda
     self._anchor_spec = anchor_spec or anchors_lib.AnchorSpec()
+    self._padded_rois_in_batch_norm = padded_rois_in_batch_norm
     self._base_mask = text_classifier_lib.Untracked(None)
 
   # ------------------------------------------------------------------------------------------
@@ -164,6 +175,7 @@ class ViLDModel(tf_keras.Model):
            gt_classes: Optional[tf.Tensor] = None,
            gt_masks: Optional[tf.Tensor] = None,
            distill_rois: Optional[tf.Tensor] = None,
+           distill_roi_valid: Optional[tf.Tensor] = None,
            text_embeddings: Optional[tf.Tensor] = None,
            base_mask: Optional[tf.Tensor] = None,
            sampling_seeds: Optional[tf.Tensor] = None,
@@ -178,6 +190,8 @@ class ViLDModel(tf_keras.Model):
       gt_boxes, gt_classes, gt_masks: training targets, -1 padded ([B, I, 4], [B, I] with
         1-based class indices into the vocabulary, [B, I, h, w] box-cropped masks).
       distill_rois: [B, M, 4] pixel boxes for distillation, -1 padded (training only).
+      distill_roi_valid: [B, M] bool or 0/1, the distill RoIs that count (the input
+        pipeline's label); default: those with area (valid_roi_mask).
       text_embeddings: [C, D] vocabulary for this call; default the stored one.
       base_mask: [C] bool for ViLD-ensemble; default the stored one.
       sampling_seeds: [B, 2] int, one seed per image for the RoI subsample (training); with
@@ -204,7 +218,7 @@ class ViLDModel(tf_keras.Model):
     if training:
       outputs.update(self._training_outputs(
           features, tf.stop_gradient(proposals), gt_boxes, gt_classes, gt_masks,
-          distill_rois, text_embeddings, sampling_seeds))
+          distill_rois, distill_roi_valid, text_embeddings, sampling_seeds))
     else:
       outputs.update({"proposals": proposals, "proposal_scores": proposal_scores})
       outputs.update(self._inference_outputs(
@@ -228,14 +242,19 @@ class ViLDModel(tf_keras.Model):
     rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
     if anchor_boxes is None:
       anchor_boxes = self._anchor_boxes(images)
+    # Proposals are decoded in float32 under mixed precision: bfloat16 keeps 8 significant
+    # bits (pixels off at 1024 px), and combined-NMS proposals take no bfloat16 at all.
+    as_float32 = lambda levels: {k: tf.cast(v, tf.float32) for k, v in levels.items()}  # noqa: E731
     proposals, proposal_scores = self.roi_generator(
-        rpn_boxes, rpn_scores, anchor_boxes, image_shape, training=training)
+        as_float32(rpn_boxes), as_float32(rpn_scores), anchor_boxes, image_shape,
+        training=training)
     return features, {"rpn_scores": rpn_scores, "rpn_boxes": rpn_boxes, "proposals": proposals,
                       "proposal_scores": proposal_scores}
 
   # ------------------------------------------------------------------------------------------
   def _training_outputs(self, features, proposals, gt_boxes, gt_classes, gt_masks,
-                        distill_rois, text_embeddings, sampling_seeds) -> Dict[str, tf.Tensor]:
+                        distill_rois, distill_roi_valid, text_embeddings,
+                        sampling_seeds) -> Dict[str, tf.Tensor]:
     if gt_boxes is None or gt_classes is None:
       raise ValueError("ViLDModel: training needs gt_boxes and gt_classes.")
     rois, matched_boxes, matched_classes, matched_indices = self.roi_sampler(
@@ -244,9 +263,10 @@ class ViLDModel(tf_keras.Model):
     box_targets = tf.where((matched_classes == 0)[..., tf.newaxis],
                            tf.zeros_like(box_targets), box_targets)
 
-    region, distill_embeddings = self._region_and_distill(features, rois, distill_rois)
+    region, distill_embeddings = self._region_and_distill(features, rois, distill_rois,
+                                                          distill_roi_valid)
     outputs = {
-        "class_outputs": self.classifier(region["embeddings"], text_embeddings),
+        "class_outputs": self._class_logits(region, text_embeddings),
         "box_outputs": self.box_predictor(region["features"]),
         "class_targets": matched_classes,
         "box_targets": box_targets,
@@ -267,8 +287,11 @@ class ViLDModel(tf_keras.Model):
       })
     return outputs
 
-  def _region_and_distill(self, features, rois, distill_rois):
-    """Training-time region tower pass; distill RoIs join it ('shared') or get their own."""
+  def _region_and_distill(self, features, rois, distill_rois, distill_roi_valid=None):
+    """Training-time region tower pass; distill RoIs join it ('shared') or get their own.
+
+    Batch norm leaves out the distill RoIs that do not count, unless
+    `padded_rois_in_batch_norm` (the official code: every one of the M slots)."""
     if self._distillation == "none":
       return self.region_tower(self.roi_aligner(features, rois), training=True), None
     if distill_rois is None:
@@ -280,7 +303,10 @@ class ViLDModel(tf_keras.Model):
     if distill_rois.shape.rank != 3 or distill_rois.shape[-1] != 4:
       raise ValueError(f"ViLDModel: distill_rois must be [batch, M, 4], got shape "
                        f"{distill_rois.shape}.")
-    distill_valid = valid_roi_mask(distill_rois)
+    distill_valid = (valid_roi_mask(distill_rois) if distill_roi_valid is None
+                     else tf.cast(distill_roi_valid, tf.bool))
+    if self._padded_rois_in_batch_norm:
+      distill_valid = tf.ones_like(distill_valid)
     if self._distillation == "separate":
       region = self.region_tower(self.roi_aligner(features, rois), training=True)
       distill = self.distill_tower(self.roi_aligner(features, distill_rois),
@@ -323,7 +349,7 @@ class ViLDModel(tf_keras.Model):
   def _inference_outputs(self, features, rois, image_shape, text_embeddings, base_mask,
                          use_ensemble, teacher_embeddings=None):
     region = self.region_tower(self.roi_aligner(features, rois), training=False)
-    text_logits = self.classifier(region["embeddings"], text_embeddings)
+    text_logits = self._class_logits(region, text_embeddings)
     box_outputs = self.box_predictor(region["features"])
     per_roi = {"region_embeddings": region["embeddings"]}
     if self.uses_ensemble:
@@ -355,6 +381,12 @@ class ViLDModel(tf_keras.Model):
           features, detections["detection_boxes"], detections["detection_classes"],
           training=False))
     return detections
+
+  def _class_logits(self, region, text_embeddings):
+    """[B, N, 1 + C] logits; Mask R-CNN's linear classifier reads the FC features instead."""
+    if getattr(self.classifier, "reads_region_features", False):
+      return self.classifier(region["features"], text_embeddings)
+    return self.classifier(region["embeddings"], text_embeddings)
 
   def _resolve_base_mask(self, base_mask):
     if base_mask is not None:

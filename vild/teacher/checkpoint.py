@@ -9,11 +9,14 @@ listed in `model.safetensors.index.json`), tokenizer files (`vocab.json` + `merg
 the layout change (PyTorch Linear weights are [out, in], Keras kernels [in, out]; attention
 kernels carry a heads axis; the patch convolution is OIHW vs HWIO). Every tensor is checked
 for presence and shape before anything is assigned, and the error lists each problem.
+
+Writing: `save_clip` (a vild CLIP's weights) and `write_random_clip` (random weights of any
+sizes, numpy only: a teacher for tests and pipeline runs without torch or a download).
 """
 import dataclasses
 import json
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from absl import logging
@@ -130,18 +133,17 @@ def to_hf(layout: str, value: np.ndarray) -> np.ndarray:
 # Reading.
 def read_config(directory: str) -> config_lib.CLIPConfig:
   path = os.path.join(directory, "config.json")
-  if not os.path.isdir(directory):
+  if not io.isdir(directory):
     raise CheckpointError(f"{directory}: no such checkpoint directory. Give a local Hugging "
                           "Face CLIP directory (config.json, model.safetensors, vocab.json, "
                           "merges.txt).")
-  if not os.path.exists(path):
+  if not io.exists(path):
     raise CheckpointError(f"{path}: missing. A CLIP checkpoint directory needs the "
                           "transformers CLIPModel config.json beside model.safetensors.")
-  with open(path, encoding="utf-8") as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise CheckpointError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    data = io.read_json(path)
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path}: not valid JSON ({e}).") from e
   name = os.path.basename(os.path.normpath(directory))
   config = config_lib.from_hf_config(data, name=name, source=path)
   mean, std = config_lib.read_preprocessor_config(directory)
@@ -152,24 +154,23 @@ def read_tensors(directory: str) -> Dict[str, np.ndarray]:
   """All tensors of `model.safetensors`, or of the shards its index lists."""
   single = os.path.join(directory, WEIGHTS_FILE)
   index = os.path.join(directory, INDEX_FILE)
-  if os.path.exists(single):
+  if io.exists(single):
     files = [single]
-  elif os.path.exists(index):
-    with open(index, encoding="utf-8") as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
+  elif io.exists(index):
+    shards = sorted(set(io.read_json(index)["weight_map"].values()))
     files = [os.path.join(directory, s) for s in shards]
   else:
     others = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
-              if os.path.exists(os.path.join(directory, n))]
+              if io.exists(os.path.join(directory, n))]
     hint = (f" It holds {others}: re-save it with transformers' save_pretrained("
             "safe_serialization=True) to get model.safetensors." if others else "")
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} (nor {INDEX_FILE}).{hint}")
   tensors = {}
   for path in files:
-    if not os.path.exists(path):
+    if not io.exists(path):
       raise CheckpointError(f"{path}: listed in {INDEX_FILE} but missing.")
     try:
-      tensors.update(safetensors_numpy.load_file(path))
+      tensors.update(safetensors_numpy.load(io.read_bytes(path)))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
       raise CheckpointError(f"{path}: not a readable safetensors file ({e}).") from e
   return tensors
@@ -231,12 +232,69 @@ def load_clip(directory: str
 def save_clip(directory: str, model: clip_model.CLIPModel,
               tokenizer: tokenizer_lib.ClipTokenizer, config: config_lib.CLIPConfig) -> None:
   """Writes a Hugging Face CLIP directory; each file appears complete or not at all."""
-  os.makedirs(directory, exist_ok=True)
   variables = {v.name.split(":")[0]: v for v in model.weights}
-  tensors = {hf_name: np.array(to_hf(layout, variables[name].numpy()), order="C")
+  tensors = {hf_name: to_hf(layout, variables[name].numpy())
              for hf_name, (name, layout) in weight_map(config).items()}
-  with io.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
-    safetensors_numpy.save_file(tensors, tmp, metadata={"format": "pt"})
+  save_tensors(directory, tensors, tokenizer, config)
+
+
+def random_tensors(config: config_lib.CLIPConfig, seed: int = 0) -> Dict[str, np.ndarray]:
+  """Every Hugging Face tensor of a random CLIP of `config`'s sizes, from numpy's seeded
+  generator only (the same seed gives the same bytes on any machine).
+
+  Weights and embeddings ~ N(0, 0.02^2) (transformers' initializer_range); layer-norm scales
+  1 + N(0, 0.1^2) and biases N(0, 0.1^2), off their 1/0 init so that a transposed or swapped
+  tensor changes the outputs; the logit scale is CLIP's initial log(1 / 0.07).
+  """
+  model = clip_model.build_clip_model(config)  # only for the variable shapes
+  shapes = {v.name.split(":")[0]: tuple(v.shape) for v in model.weights}
+  rng = np.random.default_rng(seed)
+  tensors = {}
+  for hf_name, (name, layout) in weight_map(config).items():
+    shape = hf_shape(layout, shapes[name])
+    if hf_name == "logit_scale":
+      value = np.float32(np.log(1 / 0.07))
+    elif "norm" in hf_name and hf_name.endswith("weight"):
+      value = 1.0 + 0.1 * rng.standard_normal(shape)
+    elif hf_name.endswith("bias"):
+      value = 0.1 * rng.standard_normal(shape)
+    else:
+      value = 0.02 * rng.standard_normal(shape)
+    tensors[hf_name] = np.asarray(value, np.float32)
+  return tensors
+
+
+def write_random_clip(directory: str, config: config_lib.CLIPConfig, seed: int = 0,
+                      tokenizer: Optional[tokenizer_lib.ClipTokenizer] = None) -> None:
+  """Writes a random-weight CLIP of any sizes as a Hugging Face directory (no torch).
+
+  The tokenizer defaults to the packaged one (`tokenizer.default_tokenizer()`); the text
+  tower's vocabulary size and end token must be the tokenizer's (`config_for_tokenizer`).
+  """
+  tokenizer = tokenizer or tokenizer_lib.default_tokenizer(config.text.context_length)
+  if (config.text.vocab_size, config.text.end_token_id) != (tokenizer.vocab_size,
+                                                            tokenizer.end_id):
+    raise CheckpointError(
+        f"CLIP config {config.name!r}: text vocab_size {config.text.vocab_size} and "
+        f"end_token_id {config.text.end_token_id} must be the tokenizer's "
+        f"({tokenizer.vocab_size}, {tokenizer.end_id}); use config_for_tokenizer.")
+  save_tensors(directory, random_tensors(config, seed), tokenizer, config)
+
+
+def config_for_tokenizer(config: config_lib.CLIPConfig,
+                         tokenizer: tokenizer_lib.ClipTokenizer) -> config_lib.CLIPConfig:
+  """`config` with the text tower's vocabulary and end token set to the tokenizer's."""
+  return dataclasses.replace(config, text=dataclasses.replace(
+      config.text, vocab_size=tokenizer.vocab_size, end_token_id=tokenizer.end_id))
+
+
+def save_tensors(directory: str, tensors: Dict[str, np.ndarray],
+                 tokenizer: tokenizer_lib.ClipTokenizer, config: config_lib.CLIPConfig) -> None:
+  """Writes Hugging Face-layout `tensors` with config, tokenizer and preprocessor files."""
+  io.makedirs(directory)
+  tensors = {k: np.array(v, order="C") for k, v in tensors.items()}
+  io.write_bytes_atomic(os.path.join(directory, WEIGHTS_FILE),
+                        safetensors_numpy.save(tensors, metadata={"format": "pt"}))
   io.write_text_atomic(os.path.join(directory, "config.json"),
                        json.dumps(hf_config(config, tokenizer), indent=1) + "\n")
   io.write_text_atomic(os.path.join(directory, "vocab.json"),

@@ -5,9 +5,10 @@ A config says only what the weights need (sizes, activation, layer-norm epsilon,
 tower finds its end token) plus the image-normalisation constants of the checkpoint.
 """
 import dataclasses
-import json
 import os
 from typing import Optional, Tuple
+
+from vild.utils import io
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # RGB, on [0, 1] pixels
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -164,10 +165,9 @@ def _config_from_hf(config: dict, name: str) -> CLIPConfig:
 def read_preprocessor_config(directory: str) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
   """(mean, std) from `preprocessor_config.json` if present, else CLIP's constants."""
   path = os.path.join(directory, "preprocessor_config.json")
-  if not os.path.exists(path):
+  if not io.exists(path):
     return CLIP_MEAN, CLIP_STD
-  with open(path, encoding="utf-8") as f:
-    data = json.load(f)
+  data = io.read_json(path)
   mean = tuple(float(x) for x in data.get("image_mean", CLIP_MEAN))
   std = tuple(float(x) for x in data.get("image_std", CLIP_STD))
   if len(mean) != 3 or len(std) != 3:

@@ -23,6 +23,8 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 import regex
 
+from vild.utils import io
+
 CONTEXT_LENGTH = 77
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
@@ -119,11 +121,11 @@ class ClipTokenizer:
 
     `max_merges` defaults to the 48,894 merges OpenAI CLIP uses from its 16e6 file.
     """
-    if not os.path.exists(path):
+    if not io.exists(path):
       raise TokenizerError(f"{path}: no such BPE merges file.")
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-      lines = f.read().split("\n")[1:max_merges + 1]
+    data = io.read_bytes(path)
+    text = (gzip.decompress(data) if path.endswith(".gz") else data).decode("utf-8")
+    lines = text.split("\n")[1:max_merges + 1]
     return cls.from_merges(_parse_merges(lines, path), context_length, source=path)
 
   @classmethod
@@ -133,12 +135,12 @@ class ClipTokenizer:
     vocab_path = os.path.join(directory, "vocab.json")
     merges_path = os.path.join(directory, "merges.txt")
     fast_path = os.path.join(directory, "tokenizer.json")
-    if os.path.exists(vocab_path) and os.path.exists(merges_path):
+    if io.exists(vocab_path) and io.exists(merges_path):
       encoder = _read_json(vocab_path)
-      with open(merges_path, encoding="utf-8") as f:
-        lines = [ln for ln in f.read().split("\n") if not ln.startswith("#version")]
+      lines = [ln for ln in io.read_text(merges_path).split("\n")
+               if not ln.startswith("#version")]
       return cls(encoder, _parse_merges(lines, merges_path), context_length, source=directory)
-    if os.path.exists(fast_path):
+    if io.exists(fast_path):
       model = _read_json(fast_path).get("model", {})
       if model.get("type") != "BPE" or "vocab" not in model or "merges" not in model:
         raise TokenizerError(f"{fast_path}: expected a BPE model with 'vocab' and 'merges'.")
@@ -233,8 +235,7 @@ def _parse_merges(lines: Sequence[str], source: str) -> List[Tuple[str, str]]:
 
 
 def _read_json(path: str) -> dict:
-  with open(path, encoding="utf-8") as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError as e:
-      raise TokenizerError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    return io.read_json(path)
+  except json.JSONDecodeError as e:
+    raise TokenizerError(f"{path}: not valid JSON ({e}).") from e

@@ -9,6 +9,8 @@
 The vocabulary is the text-embedding file's sidecar, so the classes the input pipeline emits
 (1-based indices into it) and the rows of the classifier can never disagree.
 """
+import json
+import os
 from typing import Dict, List, Optional, Tuple
 
 import gin
@@ -21,8 +23,12 @@ from vild.data import input_pipeline
 from vild.training import determinism
 from vild.training import strategy as strategy_lib
 from vild.training import trainer as trainer_lib
+from vild.utils import io
 
 CLASS_SETS = ("all", "base")
+# <model_dir>/TRAINING_VOCABULARY: the vocabulary the run trained on, with its base/novel flags
+# (base = annotated with boxes), so inference can tell typed names the model knows from new ones.
+TRAINING_VOCABULARY = "training_vocabulary.json"
 
 
 @gin.configurable
@@ -68,6 +74,8 @@ def train(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
   strategy = strategy or tf.distribute.get_strategy()
   strategy_lib.set_precision(strategy)
   text_embeddings, vocabulary = training_vocabulary()
+  if strategy_lib.is_chief(strategy):
+    _write_training_vocabulary(model_dir, vocabulary)
 
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return input_pipeline.build_dataset(train_file_pattern, vocabulary, is_training=True,
@@ -77,3 +85,10 @@ def train(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
   trainer = trainer_lib.ViLDTrainer(model_dir, dataset_fn, text_embeddings, vocabulary,
                                 global_batch_size, strategy, seed=seed)
   return trainer.train()
+
+
+def _write_training_vocabulary(model_dir: str, vocabulary: vocabulary_lib.Vocabulary) -> None:
+  """<model_dir>/TRAINING_VOCABULARY, atomically, on any file system (e.g. gs://)."""
+  io.makedirs(model_dir)
+  io.write_text_atomic(os.path.join(model_dir, TRAINING_VOCABULARY),
+                       json.dumps(vocabulary.to_dict(), indent=1) + "\n")

@@ -10,8 +10,10 @@ config, from which evaluation and vild.inference rebuild the model), operative_c
 Each loop of `steps_per_loop` steps is one tf.function call:
   next batch per replica -> strategy.run(train_step) -> loss terms averaged over replicas.
 Between loops: the NaN/inf guard, TensorBoard summaries (every loss term, learning rate,
-examples/second), a console line with ETA, a checkpoint every `checkpoint_interval` steps,
-and on SIGTERM (TPU/VM preemption) or SIGINT (Ctrl-C) a checkpoint and a clean stop.
+examples/second, the input's clipped-instance counts), a console line with ETA (and a warning
+when instances beyond build_training_labels.max_num_instances were dropped), a checkpoint
+every `checkpoint_interval` steps, and on SIGTERM (TPU/VM preemption) or SIGINT (Ctrl-C) a
+checkpoint and a clean stop.
 
 Guards: a rerun into an existing model_dir first compares its gin config with the run's
 config.gin (vild.training.run_config: a model-changing difference stops it before anything is
@@ -34,7 +36,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from absl import logging
 import gin
@@ -108,6 +110,8 @@ class ViLDTrainer:
     init_checkpoint: a checkpoint to initialise from when model_dir has none.
     init_parts: parts of the model to initialise (model.checkpoint_items names), None = all.
     exact_resume_input: checkpoint the input iterator (one input host only).
+    jit_compile: XLA-compile the replica step: 'auto' (GPUs; TPUStrategy compiles it
+      anyway; not on CPUs, where it is slower), True or False.
     seed: seed of Python, NumPy and TensorFlow.
   """
 
@@ -126,6 +130,7 @@ class ViLDTrainer:
                init_checkpoint: Optional[str] = None,
                init_parts: Optional[Sequence[str]] = None,
                exact_resume_input: bool = True,
+               jit_compile: Union[str, bool] = "auto",
                seed: int = 0):
     for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
                         ("checkpoint_interval", checkpoint_interval),
@@ -141,6 +146,10 @@ class ViLDTrainer:
     self._checkpoint_interval = checkpoint_interval
     self._global_batch_size = global_batch_size
     self._is_chief = strategy_lib.is_chief(self._strategy)
+    self.jit_compile = strategy_lib.resolve_jit_compile(self._strategy, jit_compile)
+    # What strategy.run calls per replica: XLA-compiled on its own where asked.
+    self._step_fn = (tf.function(self._replica_step, jit_compile=True, autograph=False)
+                     if self.jit_compile else self._replica_step)
     tf_keras.utils.set_random_seed(seed)
     tf.io.gfile.makedirs(model_dir)
 
@@ -208,6 +217,7 @@ class ViLDTrainer:
                                           num_classes=len(vocabulary))
     # A constant inside the step: static shape for TPU, and never a trained variable.
     self._text_embeddings = tf.constant(text_embeddings_lib.l2_normalize(matrix))
+    self._text_embeddings_source = vocabulary.source  # the file, for messages
     self._class_mask = tf.constant(vocabulary.base_mask) if mask_novel_logits else None
     logging.info("Training vocabulary: %s%s", vocabulary.describe(),
                  " (novel logits masked)" if mask_novel_logits else "")
@@ -216,7 +226,7 @@ class ViLDTrainer:
     """Model, optimizer (slots created now, so a restore fills them) and trained variables."""
     self.model = factory.build_vild_model()
     factory.build_variables(self.model, image_size)
-    text_embeddings_lib.validate(self._text_embeddings.numpy(), "training text embeddings",
+    text_embeddings_lib.validate(self._text_embeddings.numpy(), self._text_embeddings_source,
                                  embedding_dim=self.model.embedding_dim)
     self._check_distillation_labels()
     num_classes = int(self._text_embeddings.shape[0])
@@ -225,8 +235,10 @@ class ViLDTrainer:
       raise ValueError(
           f"build_classifier.num_learned_classes = {self.model.classifier.num_classes} but the "
           f"training vocabulary has {num_classes} categories; set it to {num_classes}.")
-    self._schedule = optimizer_lib.learning_rate_schedule()
-    self.optimizer = optimizer_lib.sgd_optimizer(self._schedule)
+    self._schedule = optimizer_lib.learning_rate_schedule(
+        global_batch_size=self._global_batch_size)
+    self.optimizer = strategy_lib.with_loss_scaling(
+        optimizer_lib.sgd_optimizer(self._schedule))
     self._variables = optimizer_lib.trainable_variables(self.model)
     self.optimizer.build(self._variables)
     self._loss_fn = losses_lib.ViLDLoss()
@@ -290,7 +302,7 @@ class ViLDTrainer:
     history = tf.TensorArray(tf.float32, size=num_steps)
     for i in tf.range(num_steps):
       images, labels = self._next_batch(iterator)
-      terms = self._strategy.run(self._replica_step, args=(images, labels))
+      terms = self._strategy.run(self._step_fn, args=(images, labels))
       history = history.write(i, self._replica_mean(terms))
     return history.stack()
 
@@ -334,6 +346,7 @@ class ViLDTrainer:
             history.setdefault(name, []).append(float(value))
         step += num_steps
         self._write_summaries(rows, step, num_steps / max(elapsed, 1e-9))
+        self._warn_if_instances_clipped(rows, step - num_steps + 1, step)
         progress.update(step)
         logging.info("%s | %s | lr %.5g", progress.describe(), self._describe(rows[-1]),
                      self.learning_rate(step - 1))
@@ -380,7 +393,23 @@ class ViLDTrainer:
           "ViLDTrainer.exact_resume_input=False.") from e
 
   def _describe(self, row) -> str:
-    return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row))
+    return " ".join(f"{name} {value:.4f}" for name, value in zip(self._term_names, row)
+                    if name not in train_step_lib.INPUT_STATS)
+
+  def _warn_if_instances_clipped(self, rows: np.ndarray, first_step: int, last_step: int):
+    """A console line when the input pipeline dropped instances in this loop's batches."""
+    if train_step_lib.CLIPPED_IMAGES not in self._term_names:
+      return
+    totals = {name: int(round(rows[:, self._term_names.index(name)].sum() *
+                              self._global_batch_size))
+              for name in train_step_lib.INPUT_STATS}
+    if totals[train_step_lib.CLIPPED_IMAGES]:
+      logging.warning(
+          "Steps %d-%d: %d of %d images had more instances than "
+          "build_training_labels.max_num_instances; %d instances were left out of their "
+          "targets (their objects train as background). The official recipe keeps 300.",
+          first_step, last_step, totals[train_step_lib.CLIPPED_IMAGES],
+          len(rows) * self._global_batch_size, totals[train_step_lib.CLIPPED_INSTANCES])
 
   def _check_loss_range(self, rows: np.ndarray, first_step: int) -> None:
     """Tracks the loss's range (vild.training.divergence); stops on a non-finite term."""
@@ -411,7 +440,8 @@ class ViLDTrainer:
   def _write_summaries(self, rows: np.ndarray, step: int, steps_per_second: float) -> None:
     with self._summary_writer.as_default(step=step):
       for name, values in zip(self._term_names, rows.T):
-        tf.summary.scalar(f"loss/{name}", float(values.mean()))
+        group = "input" if name in train_step_lib.INPUT_STATS else "loss"
+        tf.summary.scalar(f"{group}/{name}", float(values.mean()))
       tf.summary.scalar("learning_rate", self.learning_rate(step - 1))
       tf.summary.scalar("steps_per_second", steps_per_second)
       tf.summary.scalar("examples_per_second", steps_per_second * self._global_batch_size)
