@@ -1,4 +1,4 @@
-"""The trainer loop: summaries, checkpoints, preemption (SIGTERM), the NaN guard, init reports."""
+"""The trainer loop: summaries, checkpoints, Ctrl-C and preemption, the NaN guard, init reports."""
 import glob
 import os
 import signal
@@ -21,16 +21,16 @@ SHORT_SCHEDULE = [
 ]
 
 
-def _poisoned(dataset_fn, sigterm_batch, nan_batch):
-  """Batch `sigterm_batch` sends SIGTERM when read; batches from `nan_batch` on are NaN."""
-  def send_sigterm():
-    signal.raise_signal(signal.SIGTERM)
+def _poisoned(dataset_fn, signal_batch, nan_batch, signum):
+  """Batch `signal_batch` sends `signum` when read; batches from `nan_batch` on are NaN."""
+  def send_signal():
+    signal.raise_signal(signum)
     return np.int64(0)
 
   def poison(index, batch):
     images, labels = batch
-    sent = tf.cond(tf.equal(index, sigterm_batch),
-                   lambda: tf.py_function(send_sigterm, [], tf.int64),
+    sent = tf.cond(tf.equal(index, signal_batch),
+                   lambda: tf.py_function(send_signal, [], tf.int64),
                    lambda: tf.constant(0, tf.int64))
     with tf.control_dependencies([sent]):
       images = tf.where(index >= nan_batch, images * np.nan, images)
@@ -52,29 +52,34 @@ def _event_tags(directory):
   return tags
 
 
-def test_run_preempts_resumes_and_stops_on_nan(tmp_path):
+def test_ctrl_c_saves_and_stops_then_resumes_and_stops_on_nan(tmp_path):
+  """Ctrl-C (issue 17 item 7) ends the loop with a checkpoint instead of a traceback."""
   gin.parse_config_file(TINY_GIN)
   gin.parse_config(SHORT_SCHEDULE + train_toy.SMALLER)
   model_dir = str(tmp_path / "run")
   vocab, embeddings = train_toy.toy_vocabulary(), train_toy.toy_text_embeddings()
   trainer = trainer_lib.ViLDTrainer(
-      model_dir, _poisoned(train_toy.toy_dataset_fn(), sigterm_batch=2, nan_batch=4),
+      model_dir, _poisoned(train_toy.toy_dataset_fn(), signal_batch=2, nan_batch=4,
+                           signum=signal.SIGINT),
       embeddings, vocab, global_batch_size=2, train_steps=10, steps_per_loop=1,
-      checkpoint_interval=2, max_checkpoints=1, mask_novel_logits=True)
+      checkpoint_interval=2, max_checkpoints=2, mask_novel_logits=True)
   assert not any("text_embeddings" in v.name for v in trainer.model.variables)
 
-  with pytest.raises(trainer_lib.Preempted, match="SIGTERM at step 3"):
+  with pytest.raises(trainer_lib.Preempted, match="SIGINT at step 3") as stopped:
     trainer.train()
+  assert stopped.value.exit_code == 130
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-3")
-  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # Handler removed again.
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Handler restored.
 
   with pytest.raises(trainer_lib.NonFiniteLossError) as failure:
     trainer.train()
   message = str(failure.value)
-  assert "at step 5" in message and "gradient_norm nan" in message
-  assert "ckpt-4" in message and "text_loss" in message
-  assert [os.path.basename(p) for p in glob.glob(os.path.join(model_dir, "ckpt-*.index"))] == [
-      "ckpt-4.index"]  # max_checkpoints=1.
+  assert "at step 5" in message and "gradient_norm nan" in message and "text_loss" in message
+  # ckpt-4's weights computed step 5's loss, so the good one is ckpt-3 (written on Ctrl-C).
+  assert f"Last good checkpoint: {model_dir}/ckpt-3" in message
+  assert f"rm {model_dir}/ckpt-4.*" in message
+  assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(model_dir, "ckpt-*.index"))
+                ) == ["ckpt-3.index", "ckpt-4.index"]  # max_checkpoints=2.
 
   tags = _event_tags(os.path.join(model_dir, "train"))
   for tag in ("loss/total_loss", "loss/text_loss", "loss/rpn_score_loss", "loss/box_loss",
@@ -92,6 +97,20 @@ def test_run_preempts_resumes_and_stops_on_nan(tmp_path):
   assert restarted.step == 0
   report = open(tmp_path / "finetune" / "init_report.json").read()
   assert '"not_restored": []' in report and "ckpt-4" in report
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stop_signals_set_a_flag_and_a_second_ctrl_c_aborts_hard(signum, exit_code):
+  trainer = trainer_lib.ViLDTrainer.__new__(trainer_lib.ViLDTrainer)  # only the handlers
+  trainer._stop_signal = None  # pylint: disable=protected-access
+  before = signal.getsignal(signum)
+  with trainer._stop_signals_save_and_stop():  # pylint: disable=protected-access
+    signal.raise_signal(signum)  # handled: no exception, no exit
+    assert trainer._stop_signal == signum  # pylint: disable=protected-access
+    assert trainer_lib.STOP_SIGNALS[signum] == exit_code
+    if signum == signal.SIGINT:  # the next Ctrl-C kills at once, even inside a TF call
+      assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+  assert signal.getsignal(signum) is before
 
 
 def test_batch_size_must_match_the_pipeline(tmp_path):

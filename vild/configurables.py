@@ -23,6 +23,7 @@ MODULES = (
     "vild.teacher.crops",
     "vild.teacher.pretraining",
     "vild.teacher.vocabulary_embeddings",
+    "vild.training.determinism",
     "vild.training.experiment",
     "vild.training.optimizer",
     "vild.training.strategy",

@@ -13,13 +13,23 @@ Losses follow the Model Garden's replica convention: a trainer divides each repl
 the number of replicas and sums gradients; normalisers that vary across replicas are averaged
 across replicas first, so the result equals the global mean.
 """
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import gin
 import tensorflow as tf
 
 from official.vision.losses import maskrcnn_losses
 from vild.modeling.vild_model import valid_roi_mask
+
+
+def sum_in_order(values: Sequence[tf.Tensor]) -> tf.Tensor:
+  """The sum of equally shaped tensors, always added in the same order.
+
+  tf.add_n accumulates into whichever input buffer it may reuse, which depends on what else
+  still holds the buffers at that moment, so its float sum can differ in the last bit from
+  run to run (set_determinism and bitwise resumes need the same sum every time).
+  """
+  return tf.reduce_sum(tf.stack(list(values)), axis=0)
 
 
 def _replica_mean(value: tf.Tensor) -> tf.Tensor:
@@ -150,5 +160,5 @@ class ViLDLoss:
                                                 labels.get("distill_roi_valid"),
                                                 self.distill_loss_type)
     terms = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
-    terms["model_loss"] = tf.add_n([self.weights[k] * v for k, v in terms.items()])
+    terms["model_loss"] = sum_in_order([self.weights[k] * v for k, v in terms.items()])
     return terms

@@ -50,6 +50,12 @@ from vild.data import augmentation
 from vild.data import repeat_factor
 from vild.data import targets
 from vild.data import tf_example
+from vild.data import undecodable_records
+
+
+# The distillation fields of this many records at the start of every shard are checked
+# before training starts (check_distillation_fields).
+RECORDS_CHECKED_PER_SHARD = 2
 
 
 DISTILL_ROI_FLIPS = ("shared", "independent")
@@ -124,7 +130,14 @@ class Parser:
         default_value=-1)
 
   def __call__(self, serialized: tf.Tensor, seed: tf.Tensor):
-    data = self.decoder.decode(serialized)
+    return self.parse_decoded(self.decode(serialized), seed)
+
+  def decode(self, serialized: tf.Tensor) -> dict:
+    """The record's tensors (vild.data.tf_example.Decoder); fails on an undecodable record."""
+    return self.decoder.decode(serialized)
+
+  def parse_decoded(self, data: dict, seed: tf.Tensor):
+    """Decoded record (and a [2] seed) -> (image, labels)."""
     if self.is_training:
       return self._parse_train(data, seed)
     return self._parse_eval(data)
@@ -230,9 +243,10 @@ def _checked_masks(data):
   masks = data["groundtruth_instance_masks"]
   check = tf.debugging.Assert(
       tf.equal(tf.shape(masks)[0], tf.shape(data["groundtruth_boxes"])[0]),
-      ["A record has no instance mask (image/object/mask) for some boxes; convert with "
-       "masks (create_tfrecords --include_masks) or set Parser.include_mask = False. "
-       "source_id:", data["source_id"]])
+      [undecodable_records.tagged(tf.strings.join([
+          "Record ", data["source_id"], " has no instance mask (image/object/mask) for some "
+          "boxes; convert with masks (create_tfrecords --include_masks) or set "
+          "Parser.include_mask = False."]))])
   with tf.control_dependencies([check]):
     return tf.identity(masks)
 
@@ -244,7 +258,8 @@ def build_dataset(file_pattern: Union[str, Sequence[str]],
                   shuffle_buffer_size: int = 256, cycle_length: int = 8,
                   repeat_factor_threshold: Optional[float] = None,
                   drop_remainder: Optional[bool] = None,
-                  input_context: Optional[tf.distribute.InputContext] = None
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  max_skipped_fraction: float = 0.001
                   ) -> tf.data.Dataset:
   """Batches of (images [B, H, W, 3], labels) from TFRecords; see the module docstring.
 
@@ -260,6 +275,9 @@ def build_dataset(file_pattern: Union[str, Sequence[str]],
     drop_remainder: default True for training (static batch size), False for evaluation.
     input_context: from `strategy.distribute_datasets_from_function`: each input pipeline
       reads its own share of the shards, and `batch_size` is the global batch size.
+    max_skipped_fraction: training skips records that do not decode (each one logged with
+      its shard and source_id) and fails once they exceed this fraction of the records read
+      (vild.data.undecodable_records); 0 fails on the first one. Evaluation never skips.
   """
   if isinstance(vocabulary, str):
     vocabulary = vocabulary_lib.load_vocabulary(vocabulary)
@@ -267,39 +285,47 @@ def build_dataset(file_pattern: Union[str, Sequence[str]],
   if seed is None:
     seed = random.SystemRandom().randrange(2**31)
   parser = Parser(vocabulary=vocabulary, is_training=is_training)
-  if parser.distill_feature_dim:
-    _check_distillation_fields(files[0], parser.distill_feature_dim)
-
-  records = tf.data.Dataset.from_tensor_slices(files)
   if input_context:
     batch_size = input_context.get_per_replica_batch_size(batch_size)
     if input_context.num_input_pipelines > 1:
       if len(files) < input_context.num_input_pipelines:
         raise ValueError(f"{len(files)} shards for {input_context.num_input_pipelines} input "
                          "pipelines; convert with at least one shard per input pipeline.")
-      records = records.shard(input_context.num_input_pipelines,
-                              input_context.input_pipeline_id)
+      # Dataset.shard's rule, in Python: this pipeline reads every n-th shard.
+      files = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
       seed += 1_000_003 * input_context.input_pipeline_id  # other augmentations per pipeline
+  if parser.distill_feature_dim:
+    check_distillation_fields(files, parser.distill_feature_dim)
+
+  shards = tf.data.Dataset.from_tensor_slices(files)
   if is_training:
-    records = records.shuffle(len(files), seed=seed).repeat()
-  records = records.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    shards = shards.shuffle(len(files), seed=seed).repeat()
+  records = shards.interleave(_read_shard, cycle_length=min(cycle_length, len(files)),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if is_training and repeat_factor_threshold:
     records = repeat_factor.repeat_records(
         records, _category_repeat_factors(files, repeat_factor_threshold), seed)
   if is_training:
     records = records.shuffle(shuffle_buffer_size, seed=seed)
+  # The position in the stream seeds the record's augmentation, decoded or not.
+  decoded = undecodable_records.decode_or_skip(
+      records.enumerate(), parser.decode, max_skipped_fraction if is_training else 0.0)
 
-  def parse(index, record):
-    return parser(record, tf.stack([tf.constant(seed, tf.int64), index]))
+  def parse(position, data):
+    return parser.parse_decoded(data, tf.stack([tf.constant(seed, tf.int64), position]))
 
-  dataset = records.enumerate().map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                                    deterministic=True)
+  dataset = decoded.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   dataset = dataset.batch(batch_size, drop_remainder=is_training if drop_remainder is None
                           else drop_remainder)
   options = tf.data.Options()
   options.deterministic = True
   return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _read_shard(path: tf.Tensor) -> tf.data.Dataset:
+  """A shard's records as (shard path, index in the shard, serialized record)."""
+  return tf.data.TFRecordDataset(path).enumerate().map(
+      lambda index, record: (path, index, record))
 
 
 def _list_files(file_pattern) -> list:
@@ -311,15 +337,22 @@ def _list_files(file_pattern) -> list:
   return files
 
 
-def _check_distillation_fields(path: str, dim: int) -> None:
-  """Fails early, saying what to run, when the first record lacks D-dim distillation data.
+def check_distillation_fields(files: Sequence[str], dim: int,
+                              records_per_shard: int = RECORDS_CHECKED_PER_SHARD) -> None:
+  """Fails before training, saying what to run, when the first records of any shard lack
+  D-dim distillation data.
 
-  Without this, records with no image/roi fields would train silently without distillation.
+  Without this, records with no image/roi fields would train silently without distillation,
+  and a shard with features of another teacher would fail mid-run. Reads the first
+  `records_per_shard` records of every shard (in parallel): cheap next to a training step.
   """
-  for serialized in tf.data.TFRecordDataset(path).take(1):
-    example = tf.train.Example.FromString(serialized.numpy())
+  firsts = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
+      lambda path: _read_shard(path).take(records_per_shard),
+      cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  for path, index, serialized in firsts.as_numpy_iterator():
+    example = tf.train.Example.FromString(serialized)
     fields = tf_example.read_distillation(example)
-    where = f"{path}: record {tf_example.source_id(example)}"
+    where = (f"{path.decode()}: record {index} (source_id {tf_example.source_id(example)})")
     if fields is None:
       raise ValueError(
           f"{where} has no distillation fields (image/roi/...), but Parser.distill_feature_dim "

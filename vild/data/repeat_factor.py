@@ -48,8 +48,10 @@ def read_record_category_ids(files: Sequence[str]) -> List[List[int]]:
 
 def repeat_records(records: tf.data.Dataset, category_factors: Dict[int, float],
                    seed: int) -> tf.data.Dataset:
-  """Repeats each serialized record of a (repeated, possibly shuffled) stream by its r_I.
+  """Repeats each record of a (repeated, possibly shuffled) stream by its r_I.
 
+  The stream's elements are serialized records, or tuples whose last item is the serialized
+  record (the input pipeline's (shard, index in shard, record)); they are repeated whole.
   The rounding draw of the k-th record in the stream is seeded by (seed, k), so the same seed
   gives the same stream and each epoch rounds afresh.
   """
@@ -58,11 +60,12 @@ def repeat_records(records: tf.data.Dataset, category_factors: Dict[int, float],
   table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(ids, factors), 1.0)
   spec = {schema.OBJECT_CLASS: tf.io.VarLenFeature(tf.int64)}
 
-  def copies(index, record):
+  def copies(index, element):
+    record = element[-1] if isinstance(element, tuple) else element
     classes = tf.io.parse_single_example(record, spec)[schema.OBJECT_CLASS].values
     factor = tf.reduce_max(tf.concat([[1.0], table.lookup(classes)], axis=0))
     draw = tf.random.stateless_uniform([], tf.stack([tf.cast(seed, tf.int64), index]))
     count = tf.floor(factor) + tf.cast(draw < factor - tf.floor(factor), tf.float32)
-    return tf.data.Dataset.from_tensors(record).repeat(tf.cast(count, tf.int64))
+    return tf.data.Dataset.from_tensors(element).repeat(tf.cast(count, tf.int64))
 
   return records.enumerate().flat_map(copies)

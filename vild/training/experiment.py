@@ -20,6 +20,7 @@ import tensorflow as tf
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
 from vild.data import input_pipeline
+from vild.training import determinism
 from vild.training import strategy as strategy_lib
 from vild.training import trainer as trainer_lib
 from vild.utils import io
@@ -69,6 +70,7 @@ def train(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
     global_batch_size: images per step over all replicas (paper 256).
     seed: seeds the input pipeline and the model; a fixed seed makes resumes exact.
   """
+  determinism.set_determinism()  # a no-op unless set_determinism.deterministic = True
   strategy = strategy or tf.distribute.get_strategy()
   strategy_lib.set_precision(strategy)
   text_embeddings, vocabulary = training_vocabulary()

@@ -32,6 +32,7 @@ import tensorflow as tf
 import tf_keras
 
 from official.modeling.optimization import lr_schedule
+from vild import losses as losses_lib
 
 SCHEDULES = ("step", "cosine")
 # Kernels of convolutions and dense layers (the official regex is '.*(kernel|weight):0$').
@@ -196,4 +197,5 @@ def weight_decay_loss(variables: Sequence[tf.Variable], weight_decay: float = 4e
                                              if decay_background_embedding else []))
   if weight_decay == 0.0 or not decayed:
     return tf.constant(0.0)
-  return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in decayed])
+  return weight_decay * losses_lib.sum_in_order(
+      [tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in decayed])

@@ -65,8 +65,10 @@ def compute_losses(model: vild_model.ViLDModel, loss_fn: losses_lib.ViLDLoss,
   outputs = tf.nest.map_structure(
       lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
   terms = loss_fn(outputs, labels, class_mask=class_mask)
-  regularization = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-  terms["total_loss"] = terms["model_loss"] + tf.cast(regularization, tf.float32)
+  regularization = (losses_lib.sum_in_order(model.losses) if model.losses
+                    else tf.constant(0.0))
+  terms["total_loss"] = losses_lib.sum_in_order(
+      [terms["model_loss"], tf.cast(regularization, tf.float32)])
   return terms
 
 
@@ -92,7 +94,8 @@ def train_step(model: vild_model.ViLDModel, optimizer: tf_keras.optimizers.Optim
     terms = compute_losses(model, loss_fn, images, labels, text_embeddings, class_mask)
     if weight_decay_fn is not None:
       terms["weight_decay_loss"] = weight_decay_fn(variables)
-      terms["total_loss"] += terms["weight_decay_loss"]
+      terms["total_loss"] = losses_lib.sum_in_order(
+          [terms["total_loss"], terms["weight_decay_loss"]])
     scaled_loss = terms["total_loss"] / num_replicas
     if loss_scaling:
       scaled_loss = optimizer.get_scaled_loss(scaled_loss)

@@ -11,8 +11,16 @@ Each loop of `steps_per_loop` steps is one tf.function call:
   next batch per replica -> strategy.run(train_step) -> loss terms averaged over replicas.
 Between loops: the NaN/inf guard, TensorBoard summaries (every loss term, learning rate,
 examples/second, the input's clipped-instance counts), a console line with ETA (and a warning
-when instances beyond build_training_labels.max_num_instances were dropped), a checkpoint every `checkpoint_interval` steps,
-and on SIGTERM (TPU/VM preemption) a checkpoint and a clean stop.
+when instances beyond build_training_labels.max_num_instances were dropped), a checkpoint
+every `checkpoint_interval` steps, and on SIGTERM (TPU/VM preemption) or SIGINT (Ctrl-C) a
+checkpoint and a clean stop.
+
+Guards: a rerun into an existing model_dir first compares its gin config with the run's
+config.gin (vild.training.run_config: a model-changing difference stops it before anything is
+touched); a checkpoint is never written with non-finite weights or optimizer slots, and a
+non-finite loss names the last checkpoint written before the loss left its range
+(vild.training.divergence); an input pipeline's data error (vild.data.undecodable_records)
+surfaces as that DataError, naming the shard and record.
 
 Exact resume: a checkpoint holds the model, the optimizer (momentum and step counter) and, when
 one host feeds all replicas, the tf.data iterator itself (`exact_resume_input`; distributed
@@ -39,25 +47,44 @@ import tf_keras
 from vild import losses as losses_lib
 from vild import text_embeddings as text_embeddings_lib
 from vild import vocabulary as vocabulary_lib
+from vild.data import undecodable_records
 from vild.modeling import factory
 from vild.modeling import learned_classifier
 from vild.training import checkpoints
+from vild.training import divergence
 from vild.training import optimizer as optimizer_lib
+from vild.training import run_config
 from vild.training import strategy as strategy_lib
 from vild.training import train_step as train_step_lib
 from vild.utils import io
 from vild.utils import progress as progress_lib
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
-CONFIG_NAME = "config.gin"  # the run's full gin config (vild.inference reads it)
+CONFIG_NAME = run_config.CONFIG_NAME  # the run's full gin config (vild.inference reads it)
+ConfigMismatchError = run_config.ConfigMismatchError
+DataError = undecodable_records.DataError
+# Signals that stop a run cleanly: finish the loop, save, raise Preempted (with exit code).
+STOP_SIGNALS = {signal.SIGTERM: 143, signal.SIGINT: 130}
+_DIVERGENCE_FIXES = ("Lower the learning rate (learning_rate_schedule.base_learning_rate), "
+                     "enable sgd_optimizer.gradient_clip_norm, or check the input data.")
 
 
 class NonFiniteLossError(RuntimeError):
-  """A loss became NaN or inf; the message names the step, the terms and the last checkpoint."""
+  """A loss became NaN or inf; the message names the step, the terms and the last good
+  checkpoint."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+  """Weights or optimizer slots became NaN or inf; they were not saved."""
 
 
 class Preempted(RuntimeError):
-  """The job got SIGTERM; a checkpoint was written and the run can be resumed."""
+  """The job got SIGTERM (preemption) or SIGINT (Ctrl-C); a checkpoint was written and the
+  run can be resumed. `exit_code` is 143 (SIGTERM) or 130 (SIGINT)."""
+
+  def __init__(self, message: str, exit_code: int = 143):
+    super().__init__(message)
+    self.exit_code = exit_code
 
 
 @gin.configurable(denylist=["model_dir", "dataset_fn", "text_embeddings", "vocabulary",
@@ -110,6 +137,8 @@ class ViLDTrainer:
                         ("max_checkpoints", max_checkpoints)):
       if value <= 0:
         raise ValueError(f"ViLDTrainer.{name} must be positive, got {value}.")
+    # Before anything touches model_dir: may this config resume the run in it?
+    config_changes = run_config.check_rerun(model_dir)
     self.model_dir = model_dir
     self._strategy = strategy or tf.distribute.get_strategy()
     self._train_steps = train_steps
@@ -139,11 +168,11 @@ class ViLDTrainer:
                  num_replicas, global_batch_size // num_replicas)
     self._restore_or_init(max_checkpoints, init_checkpoint, init_parts)
     if self._is_chief:  # What evaluation and inference rebuild the model from.
-      io.write_text_atomic(os.path.join(model_dir, CONFIG_NAME), gin.config_str())
+      run_config.write(model_dir, self.step, changed=bool(config_changes))
     self._summary_writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
                             if self._is_chief else tf.summary.create_noop_writer())
     self._term_names: List[str] = []
-    self._preempted = False
+    self._stop_signal: Optional[int] = None
 
   # ------------------------------------------------------------------------------------------
   # Set-up.
@@ -223,6 +252,13 @@ class ViLDTrainer:
     self._manager = tf.train.CheckpointManager(
         self._checkpoint, self._checkpoint_dir(), max_to_keep=max_checkpoints)
     restored = checkpoints.restore_latest(self._checkpoint, self._manager)
+    # The loss range continues where the restored checkpoint left it.
+    self._health = divergence.CheckpointHealth(self.model_dir)
+    self._loss_range = self._health.range_at(self.step)
+    if restored and self._loss_range.excursion:
+      logging.warning("Resuming from %s, written while the loss was out of its recent range "
+                      "(since %s). %s", restored, self._loss_range.excursion.describe(),
+                      self._restart_advice(self._loss_range.excursion))
     if restored is None and init_checkpoint:
       report = checkpoints.init_from_checkpoint(self.model, init_checkpoint, init_parts)
       if self._is_chief:
@@ -289,18 +325,18 @@ class ViLDTrainer:
   def train(self) -> Dict[str, List[float]]:
     """Trains to `train_steps`; returns this call's per-step loss terms and 'step'."""
     step = self.step
-    self._preempted = False
+    self._stop_signal = None
     history: Dict[str, List[float]] = {"step": []}
     progress = progress_lib.Progress(self._train_steps, step)
     logging.info("Training from step %d to %d in %s.", step, self._train_steps, self.model_dir)
-    with self._sigterm_saves_and_stops():
+    with self._stop_signals_save_and_stop():
       while step < self._train_steps:
         num_steps = min(self._steps_per_loop, self._train_steps - step,
                         self._checkpoint_interval - step % self._checkpoint_interval)
         start = time.monotonic()
-        rows = self._train_loop(self._iterator, tf.constant(num_steps)).numpy()
+        rows = self._run_loop(num_steps)
         elapsed = time.monotonic() - start
-        self._raise_if_not_finite(rows, step)
+        self._check_loss_range(rows, step)
         if not history["step"] and self._is_chief:  # Every configurable has run by now.
           io.write_text_atomic(os.path.join(self.model_dir, "operative_config.gin"),
                                gin.operative_config_str())
@@ -314,16 +350,36 @@ class ViLDTrainer:
         progress.update(step)
         logging.info("%s | %s | lr %.5g", progress.describe(), self._describe(rows[-1]),
                      self.learning_rate(step - 1))
-        if step % self._checkpoint_interval == 0 or step == self._train_steps:
-          self._save(step)
-        if self._preempted:
+        stopping = self._stop_signal is not None
+        if stopping or step % self._checkpoint_interval == 0 or step == self._train_steps:
           path = self._save(step)
-          raise Preempted(f"SIGTERM at step {step}: saved {path}; rerun the same command to "
-                          "resume.")
+        if stopping:
+          name = signal.Signals(self._stop_signal).name
+          raise Preempted(f"{name} at step {step}: saved {path}; rerun the same command to "
+                          "resume.", exit_code=STOP_SIGNALS[self._stop_signal])
     self._summary_writer.flush()
     return history
 
+  def _run_loop(self, num_steps: int) -> np.ndarray:
+    """[num_steps, num_terms] loss terms of one loop; raises the input's DataError as such."""
+    try:
+      return self._train_loop(self._iterator, tf.constant(num_steps)).numpy()
+    except tf.errors.InvalidArgumentError as e:
+      error = undecodable_records.data_error(e)
+      if error is None:
+        raise
+      raise error from None  # The message names shard and record; the graph trace would not.
+
   def _save(self, step: int) -> str:
+    """Saves a checkpoint (with its loss-range record); never one holding NaN or inf."""
+    bad = divergence.non_finite_variables(
+        list(self.model.variables) + list(self.optimizer.variables))
+    if bad:
+      raise NonFiniteWeightsError(
+          f"After step {step}, {len(bad)} weights or optimizer slots hold NaN or inf (e.g. "
+          f"{', '.join(bad[:3])}); they were not saved. {self._divergence_report()}")
+    if self._is_chief:
+      self._health.record(step, self._loss_range, keep=self._manager.checkpoints)
     try:
       return self._manager.save(checkpoint_number=step)
     except tf.errors.FailedPreconditionError as e:
@@ -355,16 +411,31 @@ class ViLDTrainer:
           first_step, last_step, totals[train_step_lib.CLIPPED_IMAGES],
           len(rows) * self._global_batch_size, totals[train_step_lib.CLIPPED_INSTANCES])
 
-  def _raise_if_not_finite(self, rows: np.ndarray, first_step: int) -> None:
-    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
-    if bad.size:
-      row = rows[bad[0]]
-      raise NonFiniteLossError(
-          f"Loss or gradient is not finite at step {first_step + bad[0] + 1}: "
-          f"{self._describe(row)}. "
-          f"Last good checkpoint: {self._manager.latest_checkpoint or 'none'}. Lower the "
-          "learning rate (learning_rate_schedule.base_learning_rate), enable "
-          "sgd_optimizer.gradient_clip_norm, or check the input data.")
+  def _check_loss_range(self, rows: np.ndarray, first_step: int) -> None:
+    """Tracks the loss's range (vild.training.divergence); stops on a non-finite term."""
+    total = self._term_names.index("total_loss")
+    for offset, row in enumerate(rows):
+      finite = bool(np.isfinite(row).all())
+      self._loss_range.update(first_step + offset + 1, float(row[total]), finite)
+      if not finite:
+        raise NonFiniteLossError(
+            f"Loss or gradient is not finite at step {first_step + offset + 1}: "
+            f"{self._describe(row)}. {self._divergence_report()}")
+
+  def _divergence_report(self) -> str:
+    """Where the loss left its range, the last good checkpoint, how to resume from it."""
+    excursion = self._loss_range.excursion
+    report = []
+    if excursion is not None:
+      report.append(f"The loss left its recent range at {excursion.describe()}.")
+    else:  # The weights diverged while the loss still looked normal.
+      excursion = divergence.Excursion(self.step + 1, float("nan"), None)
+    report += [self._restart_advice(excursion), _DIVERGENCE_FIXES]
+    return " ".join(report)
+
+  def _restart_advice(self, excursion: divergence.Excursion) -> str:
+    good = self._health.last_good(self._manager.checkpoints, excursion)
+    return divergence.restart_advice(self.model_dir, good, self._manager.checkpoints)
 
   def _write_summaries(self, rows: np.ndarray, step: int, steps_per_second: float) -> None:
     with self._summary_writer.as_default(step=step):
@@ -376,18 +447,25 @@ class ViLDTrainer:
       tf.summary.scalar("examples_per_second", steps_per_second * self._global_batch_size)
 
   @contextlib.contextmanager
-  def _sigterm_saves_and_stops(self):
-    """On SIGTERM (a preempted TPU VM or spot VM), finish the loop, save and stop."""
+  def _stop_signals_save_and_stop(self):
+    """On SIGTERM (a preempted TPU VM or spot VM) or SIGINT (Ctrl-C): finish the loop, save,
+    stop. After a first SIGINT, a second one kills the process at once (no save)."""
     def handler(signum, frame):
-      del signum, frame
-      logging.warning("SIGTERM: saving a checkpoint after the current loop.")
-      self._preempted = True
+      del frame
+      self._stop_signal = signum
+      if signum == signal.SIGINT:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        logging.warning("Ctrl-C: saving a checkpoint after the current loop, then stopping; "
+                        "press Ctrl-C again to abort at once without saving.")
+      else:
+        logging.warning("SIGTERM: saving a checkpoint after the current loop.")
     try:
-      previous = signal.signal(signal.SIGTERM, handler)
+      previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:  # Not the main thread: leave signals to the caller.
       yield
       return
     try:
       yield
     finally:
-      signal.signal(signal.SIGTERM, previous)
+      for s, handler_before in previous.items():
+        signal.signal(s, handler_before)
