@@ -61,6 +61,7 @@ from vild.teacher import clip_teacher
 from vild.teacher import crops
 from vild.teacher import pretraining
 from vild.teacher import vocabulary_embeddings
+from vild.training import determinism
 from vild.training import experiment as training_experiment
 
 # Record sets: name -> (annotation file of the world, drop novel annotations).
@@ -351,13 +352,14 @@ def draw_detection_grid(directory: str, spec: BenchmarkSpec, stage_dirs: Dict[st
 def worker_setup(threads: int, deterministic: bool, search_paths: Sequence[str]) -> None:
   """Runs first in each worker process of a pipeline (`stages.StageRunner.run_all`)."""
   logging.set_verbosity(logging.INFO)  # the training's progress lines, as in the main process
-  tf.config.threading.set_intra_op_parallelism_threads(threads)
-  tf.config.threading.set_inter_op_parallelism_threads(threads)
   if deterministic:
-    tf.config.experimental.enable_op_determinism()
+    determinism.set_determinism(deterministic=True, num_threads=threads)
     # Random ops must then have a seed, also outside training (building a restored model
     # runs a training step); trainings seed themselves with train.seed.
     tf_keras.utils.set_random_seed(0)
+  else:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
   for path in search_paths:
     gin.add_config_file_search_path(path)
 
