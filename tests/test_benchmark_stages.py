@@ -1,4 +1,6 @@
-"""Cached pipeline stages: reuse, config changes, --force and its downstream, killed stages."""
+"""Cached pipeline stages: reuse, config changes, --force and its downstream, killed stages,
+and independent stages run in worker processes."""
+import multiprocessing
 import os
 
 import pytest
@@ -82,3 +84,75 @@ def test_recomputing_empties_the_stage_directory_first(tmp_path):
   (tmp_path / "a" / "stale.txt").write_text("old")
   runner.run("a", {"n": 2}, Counter())
   assert not (tmp_path / "a" / "stale.txt").exists()
+
+
+def write_pid(directory, text):
+  """A stage function for worker processes (module level: picklable)."""
+  with open(os.path.join(directory, "out.txt"), "w") as f:
+    f.write(text)
+  return {"text": text, "pid": os.getpid()}
+
+
+def fail(directory):
+  raise RuntimeError(f"stage in {directory} failed")
+
+
+def mark_setup(value):
+  os.environ["VILD_TEST_SETUP"] = value
+
+
+def setup_value(directory):
+  return {"setup": os.environ.get("VILD_TEST_SETUP")}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_run_all_computes_jobs_in_workers_and_a_rerun_reuses_them(tmp_path, workers):
+  runner = stages.StageRunner(str(tmp_path))
+  a = runner.run("a", {}, Counter())
+  jobs = [stages.Job(name, {"n": i}, write_pid, (name,), [a])
+          for i, name in enumerate(("b", "c", "d"))]
+  results = runner.run_all(jobs, workers=workers)
+  assert [r.name for r in results] == ["b", "c", "d"]
+  assert all(not r.cached and r.summary["text"] == r.name for r in results)
+  pids = {r.summary["pid"] for r in results}
+  assert (pids == {os.getpid()}) if workers == 0 else (os.getpid() not in pids)
+  for r in results:
+    assert stages.read_done(r.directory)["key"] == stages.stage_key(r.name, r.config, [a])
+    assert r.cpu_seconds >= 0 and r.seconds >= 0
+  again = stages.StageRunner(str(tmp_path)).run_all(jobs, workers=workers)
+  assert all(r.cached for r in again)
+  assert [r.output_id for r in again] == [r.output_id for r in results]
+
+
+def test_run_all_runs_the_setup_in_each_worker_and_raises_a_failing_job(tmp_path):
+  runner = stages.StageRunner(str(tmp_path))
+  results = runner.run_all([stages.Job("a", {}, setup_value), stages.Job("b", {}, setup_value)],
+                           workers=2, worker_setup=mark_setup, setup_args=("on",))
+  assert [r.summary["setup"] for r in results] == ["on", "on"]
+  with pytest.raises(RuntimeError, match="failed"):
+    runner.run_all([stages.Job("c", {}, fail), stages.Job("d", {}, write_pid, ("d",))],
+                   workers=2)
+  assert stages.read_done(str(tmp_path / "c")) is None
+
+
+def hold_lock(work_dir, ready, release):
+  with stages.work_dir_lock(work_dir):
+    ready.set()
+    release.wait(30)
+
+
+def test_a_work_dir_holds_one_run_at_a_time(tmp_path):
+  context = multiprocessing.get_context("spawn")
+  ready, release = context.Event(), context.Event()
+  holder = context.Process(target=hold_lock, args=(str(tmp_path), ready, release))
+  holder.start()
+  try:
+    assert ready.wait(60)
+    with pytest.raises(RuntimeError, match=f"in use by another run \\(process {holder.pid}\\)"):
+      with stages.work_dir_lock(str(tmp_path)):
+        pass
+  finally:
+    release.set()
+    holder.join(30)
+  with stages.work_dir_lock(str(tmp_path)):  # free again once the holder is gone
+    pass

@@ -161,6 +161,13 @@ def test_rare_categories_can_be_rare_in_training_scenes_only(tmp_path):
   assert synthetic.scene_weights(spec, "val")["r"] == dict(spec.frequency_weights)["r"]
 
 
+def test_rare_categories_can_be_frequent_in_validation_scenes():
+  spec = synthetic.WorldSpec(train_rare_weight=0.1, val_rare_weight=2.0)
+  assert synthetic.scene_weights(spec, "val")["r"] == 2.0
+  assert synthetic.scene_weights(spec, "train")["r"] == 0.1
+  assert synthetic.scene_weights(spec, "val")["f"] == dict(spec.frequency_weights)["f"]
+
+
 def test_every_shape_draws_a_distinct_mask_of_about_its_side():
   masks = {shape: synthetic.draw_shape_mask(shape, 64, (32, 32), 40, 0.0, 1.0)
            for shape in synthetic.SHAPE_SYNONYMS}

@@ -72,6 +72,37 @@ def test_distillation_loss_is_mean_l1_over_valid_rois_against_normalised_teacher
   np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
 
 
+def test_l2_distillation_loss_is_mean_squared_distance_over_valid_rois():
+  regions = unit(RNG.normal(size=(2, 3, 6))).astype(np.float32)
+  teacher = RNG.normal(size=(2, 3, 6)).astype(np.float32) * 5
+  rois = np.tile(np.array([2.0, 2.0, 20.0, 20.0], np.float32), (2, 3, 1))
+  rois[1, 2] = -1.0  # padding
+  per_roi = ((regions - unit(teacher)) ** 2).sum(-1)
+  expected = per_roi[np.array([[1, 1, 1], [1, 1, 0]], bool)].mean()
+  got = losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois),
+                                 loss_type="l2")
+  np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+  # For unit vectors it is 2 - 2 cos.
+  cosine = (regions * unit(teacher)).sum(-1)
+  np.testing.assert_allclose(per_roi, 2 - 2 * cosine, rtol=1e-4, atol=1e-5)
+
+
+def test_vild_loss_takes_the_distillation_loss_type_and_rejects_unknown_ones():
+  regions = unit(RNG.normal(size=(1, 2, 4))).astype(np.float32)
+  teacher = unit(RNG.normal(size=(1, 2, 4))).astype(np.float32)
+  rois = np.array([[[0, 0, 8, 8], [2, 2, 9, 9]]], np.float32)
+  l1 = losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois))
+  l2 = losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois),
+                                loss_type="l2")
+  assert losses.ViLDLoss().distill_loss_type == "l1"
+  assert not np.isclose(float(l1), float(l2))
+  with pytest.raises(ValueError, match="distill_loss_type.*'l3'"):
+    losses.ViLDLoss(distill_loss_type="l3")
+  with pytest.raises(ValueError, match="distill_loss_type"):
+    losses.distillation_loss(tf.constant(regions), tf.constant(teacher), tf.constant(rois),
+                             loss_type="cosine")
+
+
 def test_distillation_loss_is_zero_when_every_roi_is_padding():
   got = losses.distillation_loss(tf.ones([1, 3, 4]), tf.ones([1, 3, 4]), -tf.ones([1, 3, 4]))
   assert float(got) == 0.0

@@ -5,6 +5,7 @@ import lvis
 import numpy as np
 
 from vild.evaluation import lvis_metrics
+from vild.synthetic_benchmark import evaluation_noise
 from vild.synthetic_benchmark import report
 
 FREQUENCIES = {1: "f", 2: "c", 3: "r", 4: "f", 5: "r"}  # categories 3 and 5 are novel
@@ -57,3 +58,20 @@ def test_novel_category_ap_equals_the_full_lvis_evaluation_per_category(tmp_path
   assert all(0 < ap < 100 for ap in expected.values())
   # AP_novel is their mean, as the lvis API's APr.
   assert np.isclose(np.mean(list(expected.values())), 100 * full.get_results()["APr"])
+
+
+def test_bootstrap_resamples_images_with_their_annotations_and_detections(tmp_path):
+  gt, detections = _split(np.random.default_rng(1), num_images=8)
+  resampled, results = evaluation_noise.resample(gt, detections, np.random.default_rng(0))
+  assert [i["id"] for i in resampled["images"]] == list(range(1, 9))
+  assert len({a["id"] for a in resampled["annotations"]}) == len(resampled["annotations"])
+  # Each drawn image brings its 5 annotations and 10 detections along.
+  assert len(resampled["annotations"]) == 5 * 8 and len(results) == 10 * 8
+  gt_path, detections_path = str(tmp_path / "val.json"), str(tmp_path / "detections.json")
+  for path, content in ((gt_path, gt), (detections_path, detections)):
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(content, f)
+  noise = evaluation_noise.bootstrap_novel_ap(gt_path, detections_path, "bbox", resamples=5)
+  full = report.novel_category_ap(gt_path, {"m": detections_path}, "bbox")["m"]
+  assert np.isclose(noise["ap_novel"], np.mean(list(full.values())))
+  assert noise["bootstrap_std"] > 0 and noise["resamples"] == 5

@@ -5,6 +5,8 @@
               staying in the softmax denominator.
   ViLD-image: L1 distillation, the mean over valid distill RoIs of ||e_r - t_r||_1 where t_r is
               the L2-normalised teacher embedding; padded RoIs (-1 boxes) count for nothing.
+              `ViLDLoss.distill_loss_type = 'l2'` takes ||e_r - t_r||_2^2 instead (the
+              paper's ablation: L1 is better).
   ViLD:       L_text + w * L_image, plus the RPN, box and mask losses of Mask R-CNN.
 
 Losses follow the Model Garden's replica convention: a trainer divides each replica's loss by
@@ -61,10 +63,14 @@ def text_classification_loss(class_outputs: tf.Tensor, class_targets: tf.Tensor,
       tf.reduce_sum(valid)), 1.0)
 
 
+DISTILL_LOSS_TYPES = ("l1", "l2")
+
+
 def distillation_loss(region_embeddings: tf.Tensor, teacher_embeddings: tf.Tensor,
                       distill_rois: tf.Tensor,
-                      distill_roi_valid: Optional[tf.Tensor] = None) -> tf.Tensor:
-  """ViLD-image L1 distillation loss (unweighted).
+                      distill_roi_valid: Optional[tf.Tensor] = None,
+                      loss_type: str = "l1") -> tf.Tensor:
+  """ViLD-image distillation loss (unweighted).
 
   Args:
     region_embeddings: [B, M, D] unit-norm region embeddings of the distill RoIs.
@@ -72,17 +78,24 @@ def distillation_loss(region_embeddings: tf.Tensor, teacher_embeddings: tf.Tenso
     distill_rois: [B, M, 4] the RoIs, -1 padded.
     distill_roi_valid: [B, M] bool or 0/1, the RoIs that count (the input pipeline's label);
       default: those with area.
+    loss_type: 'l1' (the paper's): the per-RoI L1 norm ||e - t||_1; 'l2': the squared
+      Euclidean distance ||e - t||_2^2 (= 2 - 2 cos for unit vectors).
 
   Returns:
-    Scalar: sum over valid RoIs of the per-RoI L1 norm / number of valid RoIs (0 if none).
+    Scalar: sum over valid RoIs of the per-RoI distance / number of valid RoIs (0 if none).
   """
+  if loss_type not in DISTILL_LOSS_TYPES:
+    raise ValueError(f"ViLDLoss.distill_loss_type: {loss_type!r} is not one of "
+                     f"{DISTILL_LOSS_TYPES}.")
   teacher = tf.cast(teacher_embeddings, tf.float32)
   teacher_norm = tf.norm(teacher, axis=-1)
   valid = (valid_roi_mask(tf.cast(distill_rois, tf.float32)) if distill_roi_valid is None
            else tf.cast(distill_roi_valid, tf.bool))
   valid = tf.logical_and(valid, teacher_norm > 0.0)
   teacher = tf.math.divide_no_nan(teacher, teacher_norm[..., tf.newaxis])
-  per_roi = tf.reduce_sum(tf.abs(tf.cast(region_embeddings, tf.float32) - teacher), axis=-1)
+  difference = tf.cast(region_embeddings, tf.float32) - teacher
+  per_roi = tf.reduce_sum(tf.abs(difference) if loss_type == "l1" else tf.square(difference),
+                          axis=-1)
   valid = tf.cast(valid, tf.float32)
   return tf.math.divide_no_nan(tf.reduce_sum(per_roi * valid),
                                _replica_mean(tf.reduce_sum(valid)))
@@ -96,6 +109,7 @@ class ViLDLoss:
   input pipeline's labels (rpn_score_targets, rpn_box_targets and, when distilling,
   distill_rois and distill_features). Returns a dict of scalar terms and `model_loss`, their
   weighted sum. Supervised baselines: distill_loss_weight=0. ViLD-image: text_loss_weight=0.
+  `distill_loss_type`: 'l1' (the paper's) or 'l2' (squared Euclidean; `distillation_loss`).
   """
 
   def __init__(self,
@@ -107,7 +121,12 @@ class ViLDLoss:
                text_loss_weight: float = 1.0,
                box_loss_weight: float = 1.0,
                mask_loss_weight: float = 1.0,
-               distill_loss_weight: float = 0.5):
+               distill_loss_weight: float = 0.5,
+               distill_loss_type: str = "l1"):
+    if distill_loss_type not in DISTILL_LOSS_TYPES:
+      raise ValueError(f"ViLDLoss.distill_loss_type: {distill_loss_type!r} is not one of "
+                       f"{DISTILL_LOSS_TYPES}.")
+    self.distill_loss_type = distill_loss_type
     self.weights = dict(rpn_score_loss=rpn_score_weight, rpn_box_loss=rpn_box_weight,
                         text_loss=text_loss_weight, box_loss=box_loss_weight,
                         mask_loss=mask_loss_weight, distill_loss=distill_loss_weight)
@@ -138,7 +157,8 @@ class ViLDLoss:
       terms["distill_loss"] = distillation_loss(outputs["distill_region_embeddings"],
                                                 labels["distill_features"],
                                                 labels["distill_rois"],
-                                                labels.get("distill_roi_valid"))
+                                                labels.get("distill_roi_valid"),
+                                                self.distill_loss_type)
     terms = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
     terms["model_loss"] = sum_in_order([self.weights[k] * v for k, v in terms.items()])
     return terms

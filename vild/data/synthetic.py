@@ -94,8 +94,10 @@ class WorldSpec:
     frequency_weights: how often a category of each frequency is drawn into a scene.
     train_rare_weight: the weight of rare ('r') categories in TRAINING scenes, None = as in
       frequency_weights. LVIS rare categories are rare in training (1-10 images each), so
-      their unannotated instances seldom teach a detector "background"; validation scenes
-      keep the frequency_weights so AP_novel is measured on enough instances.
+      their unannotated instances seldom teach a detector "background".
+    val_rare_weight: the weight of rare categories in VALIDATION scenes, None = as in
+      frequency_weights. More novel instances make AP_novel less noisy at no cost (AP is
+      per category; evaluation time grows with the number of scenes, not with this).
     image_size: square scene side in pixels.
     object_size: (min, max) object side in pixels.
     objects_per_image: (min, max) objects drawn per scene.
@@ -114,6 +116,7 @@ class WorldSpec:
   common_fraction: float = 0.4
   frequency_weights: Tuple[Tuple[str, float], ...] = (("f", 1.0), ("c", 0.4), ("r", 0.7))
   train_rare_weight: Optional[float] = None
+  val_rare_weight: Optional[float] = None
   image_size: int = 128
   object_size: Tuple[int, int] = (16, 52)
   objects_per_image: Tuple[int, int] = (2, 5)
@@ -374,8 +377,9 @@ def _annotation(ann_id: int, image_id: int, category: dict, mask: np.ndarray) ->
 def scene_weights(spec: WorldSpec, split: str) -> Dict[str, float]:
   """Frequency -> weight of drawing a category into a scene of `split` ('train' or 'val')."""
   weights = dict(spec.frequency_weights)
-  if split == "train" and spec.train_rare_weight is not None:
-    weights["r"] = spec.train_rare_weight
+  rare = {"train": spec.train_rare_weight, "val": spec.val_rare_weight}.get(split)
+  if rare is not None:
+    weights["r"] = rare
   return weights
 
 

@@ -56,6 +56,14 @@ METRIC_TYPES = ("lvis", "coco")
 OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections",
                "detection_masks")
 PADDING_KEY = "is_padding"  # labels[PADDING_KEY] [B] bool: a padding copy, not an eval image
+
+
+def passed_labels(labels: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """What the host needs besides a batch's detections to map them back to the images."""
+  return {"image_info": labels["image_info"], "groundtruths": labels["groundtruths"],
+          PADDING_KEY: labels[PADDING_KEY]}
+
+
 RescoreFn = Callable[[tf.Tensor, Dict, Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
 
@@ -135,9 +143,7 @@ class Evaluator:
     """One replica's batch: its detections, and what the host needs to map them back."""
     outputs = inference_step(self.model, images, labels, text_embeddings, base_mask,
                              self._rescore_fn)
-    passed = {"image_info": labels["image_info"], "groundtruths": labels["groundtruths"],
-              PADDING_KEY: labels[PADDING_KEY]}
-    return outputs, passed
+    return outputs, passed_labels(labels)
 
   @tf.function(autograph=False)
   def _predict(self, images, labels):
@@ -164,8 +170,7 @@ class Evaluator:
         zip(pixels, proposals.numpy()))))
     outputs = self._detect_with_teacher(features, proposals, labels,
                                         tf.constant(teacher_embeddings))
-    return outputs, {"image_info": labels["image_info"], "groundtruths": labels["groundtruths"],
-                     PADDING_KEY: labels[PADDING_KEY]}
+    return outputs, passed_labels(labels)
 
   def predict(self, dataset: tf.data.Dataset):
     """(detections in the results format, ground-truth arrays by key) over the dataset."""

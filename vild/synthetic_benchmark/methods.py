@@ -8,9 +8,20 @@ nothing: it classifies the supervised base-only detector's proposals with the te
   records  which training records: 'train' (base annotations only), 'train_full' (every
            annotation: the oracle's) or 'distill' (base annotations + proposals and their
            teacher embeddings)
+
+A `Row` of a table is a method with a `Variant`: what an ablation changes besides the method
+(the teacher, the text embeddings, the distillation data, a loss setting). The default
+Variant is the demo's setting, so `Row(VILD_TEXT)` is the demo's ViLD-text row.
 """
 import dataclasses
 from typing import Optional, Tuple
+
+TEXT_ENCODERS = ("teacher", "glove")
+
+
+def seeded(name: str, seed: int) -> str:
+  """The stage name of row `name` trained (or derived from a detector trained) with `seed`."""
+  return f"{name}_seed{seed}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +80,8 @@ SUPERVISED_BASE = Method("supervised_base", "Supervised (base only)", classes="b
                          learned_classifier=True)
 ORACLE = Method("supervised_all", "Supervised (base+novel, oracle)", records="train_full",
                 learned_classifier=True, paper_row="Supervised-RFS (base+novel)")
-CLIP_ON_CROPS = "clip_on_crops"
+CLIP_ON_CROPS = "clip_on_crops"  # rows that train nothing: named stages, not Methods
+VILD_TEXT_PLUS_CLIP = "vild_text_clip"
 VILD_TEXT = Method("vild_text", "ViLD-text", paper_row="ViLD-text")
 VILD_IMAGE = Method("vild_image", "ViLD-image", records="distill", distillation="shared",
                     text_loss_weight=0.0, distill_loss_weight=1.0, paper_row="ViLD-image")
@@ -87,3 +99,55 @@ def vild_ensemble(weight: float) -> Method:
   return Method(f"vild_ensemble_w{weight:g}", f"ViLD-ensemble (w={weight:g})",
                 records="distill", distillation="separate", distill_loss_weight=weight,
                 paper_row="ViLD-ensemble (w=0.5)" if weight == 0.5 else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """What a row changes besides its method; every default is the demo's setting.
+
+  Attributes:
+    name: appended to the method's name ('l2' -> 'vild_w0.5_l2'); '' for the default.
+    label: appended to the method's label.
+    teacher_steps: pre-training steps of the teacher (None: the default teacher).
+    templates: prompt templates of the text embeddings (None: BenchmarkSpec.templates).
+    text_encoder: 'teacher' (the CLIP text tower) or 'glove' (word vectors of the captions,
+      vild.synthetic_benchmark.word_vectors: the paper's GloVe baseline).
+    num_proposals: M, distilled proposals per training image (None: BenchmarkSpec's).
+    crop_scales: crop scales of the distillation targets (None: 1x and 1.5x).
+    bindings: more gin bindings of the detector (e.g. the distillation loss type).
+  """
+  name: str = ""
+  label: str = ""
+  teacher_steps: Optional[int] = None
+  templates: Optional[str] = None
+  text_encoder: str = "teacher"
+  num_proposals: Optional[int] = None
+  crop_scales: Optional[Tuple[float, ...]] = None
+  bindings: Tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if self.text_encoder not in TEXT_ENCODERS:
+      raise ValueError(f"Variant.text_encoder: {self.text_encoder!r} is not one of "
+                       f"{TEXT_ENCODERS}.")
+
+
+DEFAULT = Variant()
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """A row of a results table: a method trained (per seed) with a variant of the inputs."""
+  method: Method
+  variant: Variant = DEFAULT
+
+  @property
+  def name(self) -> str:
+    return self.method.name + (f"_{self.variant.name}" if self.variant.name else "")
+
+  @property
+  def label(self) -> str:
+    return self.method.label + (f", {self.variant.label}" if self.variant.label else "")
+
+  @property
+  def paper_row(self) -> Optional[str]:
+    return self.method.paper_row if self.variant == DEFAULT else None

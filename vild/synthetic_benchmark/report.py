@@ -1,9 +1,11 @@
 """The benchmark's report: metrics.json, RESULTS.md (ours beside the paper's), and the figures.
 
-Everything here is read from the finished stages: the metrics each method's stage wrote (LVIS
-API on the validation split, all categories), the teacher's zero-shot accuracy and the wall
-time of each stage. The targets are checked on the measured numbers and reported as they
-come out, pass or fail.
+Everything here is read from the finished stages: the metrics each row's stages wrote (LVIS
+API on the validation split, all categories), one per seed, the teacher's zero-shot accuracy
+and the wall and CPU time of each stage. Rows are reported as mean ± sample std over their
+seeds; the targets are judged on the seeds' spread by the rule of
+`vild.synthetic_benchmark.spread` (yes / no / within noise) and reported as they come out.
+The ablations' report (vild.synthetic_benchmark.ablations) builds on the same helpers.
 """
 import contextlib
 import dataclasses
@@ -12,6 +14,7 @@ import glob
 import io as std_io
 import json
 import os
+import re
 import shutil
 import subprocess
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -28,6 +31,7 @@ from PIL import ImageDraw  # noqa: E402
 from vild.evaluation import detections as detections_lib  # noqa: E402
 from vild.evaluation import lvis_metrics  # noqa: E402
 from vild.synthetic_benchmark import methods as methods_lib  # noqa: E402
+from vild.synthetic_benchmark import spread  # noqa: E402
 from vild.synthetic_benchmark import stages  # noqa: E402
 from vild.utils import io  # noqa: E402
 
@@ -96,17 +100,25 @@ def novel_and_base(metrics: Mapping[str, float], iou_type: str,
   return {"AP": get("AP"), "AP_novel": get("APr"), "AP_base": base}
 
 
-def summarize(stage_results: Mapping[str, stages.StageResult],
-              counts: Mapping[str, int]) -> Dict[str, Dict[str, Dict[str, float]]]:
-  """{method name: {iou type: {AP, AP_novel, AP_base}}} of every evaluated stage."""
-  table = {}
-  for name, result in stage_results.items():
-    metrics = result.summary.get("metrics")
-    if metrics is None:
+def stage_metrics(result: stages.StageResult, counts: Mapping[str, int]
+                  ) -> Dict[str, Dict[str, float]]:
+  """{iou type: {AP, AP_novel, AP_base}} of one evaluated stage."""
+  metrics = result.summary["metrics"]
+  return {t: novel_and_base(metrics, t, counts) for t in IOU_TYPES if f"{t}/AP" in metrics}
+
+
+def row_table(stage_results: Mapping[str, stages.StageResult], names: Sequence[str],
+              seeds: Sequence[int], counts: Mapping[str, int]):
+  """{row name: {iou type: {AP, AP_novel, AP_base: Spread over seeds}}} of each row whose
+  seeded stages all ran; and {row name: [per-seed {iou type: {...}}]}."""
+  table, per_seed = {}, {}
+  for name in names:
+    found = [stage_results.get(methods_lib.seeded(name, seed)) for seed in seeds]
+    if any(r is None for r in found):
       continue
-    table[name] = {t: novel_and_base(metrics, t, counts) for t in IOU_TYPES
-                   if f"{t}/AP" in metrics}
-  return table
+    per_seed[name] = [stage_metrics(r, counts) for r in found]
+    table[name] = spread.over_seeds(per_seed[name])
+  return table, per_seed
 
 
 def novel_category_ap(val_json: str, detection_files: Mapping[str, str],
@@ -116,101 +128,152 @@ def novel_category_ap(val_json: str, detection_files: Mapping[str, str],
   APr averages these; per category it shows which novel concepts each method finds.
   """
   gt = lvis.LVIS(val_json)
-  novel = novel_names(gt.dataset["categories"])
   table = {}
   for name, path in detection_files.items():
     with open(path, encoding="utf-8") as f:
-      detections = json.load(f)
-    if not detections:  # the lvis API cannot load an empty list; nothing found scores 0
-      table[name] = {category: 0.0 for category in novel.values()}
-      continue
-    evaluator = lvis.LVISEval(gt, detections_lib.for_iou_type(detections, iou_type),
-                              iou_type=iou_type)
-    # Categories are matched independently: evaluating only the novel ones gives their AP
-    # unchanged, in a fifth of the time.
-    evaluator.params.cat_ids = sorted(novel)
-    with lvis_metrics.numpy_float_alias(), contextlib.redirect_stdout(std_io.StringIO()):
-      evaluator.evaluate()
-      evaluator.accumulate()
-    precision = evaluator.eval["precision"]  # [IoU thresholds, recalls, categories, areas]
-    row = {}
-    for k, category in enumerate(evaluator.params.cat_ids):
-      if category in novel:
-        values = precision[:, :, k, 0]
-        values = values[values > -1]
-        row[novel[category]] = 100 * float(values.mean()) if values.size else float("nan")
-    table[name] = row
+      table[name] = novel_ap(gt, json.load(f), iou_type)
   return table
 
 
-def detection_files(stage_results: Mapping[str, stages.StageResult]) -> Dict[str, str]:
-  """{method name: its evaluation's detections JSON}, for the trained methods."""
-  files = {}
-  for name, result in stage_results.items():
-    found = sorted(glob.glob(os.path.join(result.directory, "model", "eval",
-                                          "detections_*.json")))
-    if found:
-      files[name] = found[-1]
-  return files
+def novel_ap(gt: lvis.LVIS, detections: List[dict], iou_type: str) -> Dict[str, float]:
+  """{novel category name: AP in points} of `detections` against the lvis ground truth."""
+  novel = novel_names(gt.dataset["categories"])
+  if not detections:  # the lvis API cannot load an empty list; nothing found scores 0
+    return {category: 0.0 for category in novel.values()}
+  evaluator = lvis.LVISEval(gt, detections_lib.for_iou_type(detections, iou_type),
+                            iou_type=iou_type)
+  # Categories are matched independently: evaluating only the novel ones gives their AP
+  # unchanged, in a fifth of the time.
+  evaluator.params.cat_ids = sorted(novel)
+  with lvis_metrics.numpy_float_alias(), contextlib.redirect_stdout(std_io.StringIO()):
+    evaluator.evaluate()
+    evaluator.accumulate()
+  precision = evaluator.eval["precision"]  # [IoU thresholds, recalls, categories, areas]
+  row = {}
+  for k, category in enumerate(evaluator.params.cat_ids):
+    values = precision[:, :, k, 0]
+    values = values[values > -1]
+    row[novel[category]] = 100 * float(values.mean()) if values.size else float("nan")
+  return row
+
+
+def detection_file(directory: str) -> Optional[str]:
+  """The detections JSON of a stage's evaluation (a trained model's, or its own eval/)."""
+  found = sorted(glob.glob(os.path.join(directory, "model", "eval", "detections_*.json")) +
+                 glob.glob(os.path.join(directory, "eval", "detections_*.json")))
+  return found[-1] if found else None
+
+
+def novel_category_means(stage_results: Mapping[str, stages.StageResult],
+                         names: Sequence[str], seeds: Sequence[int]
+                         ) -> Dict[str, Dict[str, float]]:
+  """{row name: {novel category: AP averaged over seeds}}, from each stage's summary (mask
+  AP, box AP for rows without masks)."""
+  table = {}
+  for name in names:
+    rows = [stage_results[methods_lib.seeded(name, s)].summary.get("novel_category_ap")
+            for s in seeds if methods_lib.seeded(name, s) in stage_results]
+    if len(rows) == len(seeds) and all(rows):
+      table[name] = {c: float(np.mean([r[c] for r in rows])) for c in rows[0]}
+  return table
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
+  """A claim judged on the seeds: holds is spread.YES, spread.NO or spread.NOISE."""
   claim: str
   measured: str
-  holds: bool
+  holds: str
+
+
+def _vs(a: spread.Spread, b) -> str:
+  other = b.describe_range() if isinstance(b, spread.Spread) else f"{b:g}"
+  return f"{a.describe_range()} vs {other}"
+
+
+def above(claim: str, a: spread.Spread, b, margin: float = 0.0) -> Target:
+  """Target "a - b > margin" (b a Spread or a number), judged by `spread.judge`."""
+  return Target(claim, _vs(a, b), spread.judge(a, b, margin))
 
 
 def check_targets(table, spec) -> List[Target]:
-  """The issue's targets, on mask AP (box AP where a method has no masks)."""
-  def ap(name, key):
-    return table[name]["segm"][key]
+  """The demo's targets, on mask AP, judged on the seeds' spread (`spread` module)."""
+  def ap(name, key, iou_type="segm"):
+    return table[name][iou_type][key]
   vild = methods_lib.vild(spec.vild_weight).name
   ensemble = methods_lib.vild_ensemble(spec.vild_weight).name
   base, text = methods_lib.SUPERVISED_BASE.name, methods_lib.VILD_TEXT.name
-  box_novel = table[base]["bbox"]["AP_novel"]
+  zero = max(ap(base, "AP_novel").max, ap(base, "AP_novel", "bbox").max) == 0
   return [
-      Target("Supervised base-only scores 0 on novel categories",
-             f"AP_novel {ap(base, 'AP_novel'):.1f} (box {box_novel:.1f})",
-             ap(base, "AP_novel") == 0 and box_novel == 0),
+      Target("Supervised base-only scores 0 on novel categories (every seed)",
+             f"AP_novel max {ap(base, 'AP_novel').max:.1f} "
+             f"(box {ap(base, 'AP_novel', 'bbox').max:.1f})", spread.YES if zero else spread.NO),
       Target(f"ViLD-text is well above 0 on novel (AP_novel >= {TEXT_NOVEL_MIN:g})",
-             f"AP_novel {ap(text, 'AP_novel'):.1f}", ap(text, "AP_novel") >= TEXT_NOVEL_MIN),
-      Target(f"ViLD is clearly above ViLD-text on novel (by >= {DISTILL_NOVEL_MARGIN:g})",
-             f"{ap(vild, 'AP_novel'):.1f} vs {ap(text, 'AP_novel'):.1f}",
-             ap(vild, "AP_novel") >= ap(text, "AP_novel") + DISTILL_NOVEL_MARGIN),
-      Target(f"ViLD-ensemble keeps base AP within {ENSEMBLE_BASE_GAP:g} of supervised",
-             f"AP_base {ap(ensemble, 'AP_base'):.1f} vs {ap(base, 'AP_base'):.1f}",
-             ap(ensemble, "AP_base") >= ap(base, "AP_base") - ENSEMBLE_BASE_GAP),
-      Target(f"ViLD-ensemble keeps ViLD's novel AP (within {ENSEMBLE_NOVEL_SLACK:g})",
-             f"AP_novel {ap(ensemble, 'AP_novel'):.1f} vs {ap(vild, 'AP_novel'):.1f}",
-             ap(ensemble, "AP_novel") >= ap(vild, "AP_novel") - ENSEMBLE_NOVEL_SLACK),
+             ap(text, "AP_novel").describe_range(),
+             spread.judge_at_least(ap(text, "AP_novel"), TEXT_NOVEL_MIN)),
+      above(f"ViLD is clearly above ViLD-text on novel (by > {DISTILL_NOVEL_MARGIN:g})",
+            ap(vild, "AP_novel"), ap(text, "AP_novel"), DISTILL_NOVEL_MARGIN),
+      above(f"ViLD-ensemble keeps base AP within {ENSEMBLE_BASE_GAP:g} of supervised",
+            ap(ensemble, "AP_base"), ap(base, "AP_base"), -ENSEMBLE_BASE_GAP),
+      above(f"ViLD-ensemble keeps ViLD's novel AP (within {ENSEMBLE_NOVEL_SLACK:g})",
+            ap(ensemble, "AP_novel"), ap(vild, "AP_novel"), -ENSEMBLE_NOVEL_SLACK),
   ]
 
 
 # ------------------------------------------------------------------------------------------
 # Figures.
-def plot_weight_sweep(path: str, table, spec) -> None:
-  """AP_novel and AP_base against the distillation weight w (ViLD-text at w = 0)."""
-  weights = sorted({spec.vild_weight, *spec.weight_sweep})
-  names = [methods_lib.VILD_TEXT.name] + [methods_lib.vild(w).name for w in weights]
-  xs = [0.0] + weights
-  figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-  for axis, iou_type, title in zip(axes, IOU_TYPES, ("mask AP", "box AP")):
-    for key, style in (("AP_novel", "o-"), ("AP_base", "s--")):
-      axis.plot(xs, [table[n][iou_type][key] for n in names], style, label=key)
-    image = table.get(methods_lib.VILD_IMAGE.name, {}).get(iou_type)
-    if image:
-      axis.axhline(image["AP_novel"], color="grey", linestyle=":",
-                   label="ViLD-image AP_novel")
-    axis.set_xlabel("distillation weight w (0 = ViLD-text)")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-  axes[0].set_ylabel("AP (points)")
-  axes[0].legend(fontsize=8)
+def _save(figure, path: str) -> None:
   figure.tight_layout()
   with io.atomic_path(path) as tmp:
     figure.savefig(tmp, format="png", dpi=110)
   plt.close(figure)
+
+
+def plot_rows(path: str, table, labels: Mapping[str, str], iou_type: str = "segm",
+              title: str = "mask AP") -> None:
+  """AP_novel and AP_base of each row: bars at the mean, error bars min-max, seeds as dots."""
+  names = [n for n in labels if iou_type in table.get(n, {})]
+  figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 3.8))
+  width = 0.38
+  for offset, key, colour in ((-width / 2, "AP_novel", "tab:red"),
+                              (width / 2, "AP_base", "tab:blue")):
+    xs = np.arange(len(names)) + offset
+    values = [table[n][iou_type][key] for n in names]
+    axis.bar(xs, [v.mean for v in values], width, color=colour, alpha=0.55, label=key,
+             yerr=[[v.mean - v.min for v in values], [v.max - v.mean for v in values]],
+             capsize=3)
+    for x, v in zip(xs, values):
+      axis.plot([x] * v.n, v.values, "k.", markersize=4)
+  axis.set_xticks(np.arange(len(names)))
+  axis.set_xticklabels([labels[n] for n in names], rotation=20, ha="right", fontsize=8)
+  axis.set_ylabel(f"{title} (points)")
+  axis.set_title(f"{title}: mean over seeds, bars min-max, dots each seed", fontsize=9)
+  axis.grid(axis="y", alpha=0.3)
+  axis.legend(fontsize=8)
+  _save(figure, path)
+
+
+def plot_curves(path: str, xs: Sequence[float], series: Mapping[str, Sequence[spread.Spread]],
+                xlabel: str, title: str, log_x: bool = False) -> None:
+  """One line per series through the means at `xs`, error bars min-max, seeds as dots."""
+  figure, axis = plt.subplots(figsize=(5.2, 3.6))
+  for (label, values), style in zip(series.items(), ("o-", "s--", "^-.", "d:")):
+    means = [v.mean for v in values]
+    axis.errorbar(xs, means, yerr=[[v.mean - v.min for v in values],
+                                   [v.max - v.mean for v in values]],
+                  fmt=style, capsize=3, label=label)
+    for x, v in zip(xs, values):
+      axis.plot([x] * v.n, v.values, "k.", markersize=3)
+  if log_x:
+    axis.set_xscale("log", base=2)
+  axis.set_xticks(list(xs))
+  axis.set_xticklabels([f"{x:g}" for x in xs])
+  axis.set_xlabel(xlabel)
+  axis.set_ylabel("AP (points)")
+  axis.set_title(title, fontsize=9)
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize=8)
+  _save(figure, path)
 
 
 def novel_rich_images(val_json: str, count: int) -> List[Tuple[str, List[str]]]:
@@ -245,8 +308,19 @@ def draw_grid(path: str, rows: Sequence[Tuple[str, Sequence[Image.Image]]]) -> N
 
 # ------------------------------------------------------------------------------------------
 # RESULTS.md.
-def _fmt(value: Optional[float]) -> str:
-  return "—" if value is None else f"{value:.1f}"
+RULE = ("Each row trains once per seed; a cell is the mean ± sample std over the seeds. A "
+        "target holds (yes) when every seed of one side beats every seed of the other by its "
+        "margin (the min–max intervals clear the line: with 3 seeds each an exact one-sided "
+        "permutation test at p = 0.05), fails (no) when no pair of seeds bears it out, and "
+        "is within noise otherwise (vild/synthetic_benchmark/spread.py).")
+
+
+def _cell(value: Optional[spread.Spread]) -> str:
+  return "—" if value is None else value.describe()
+
+
+def _paper_cells(paper_row: Optional[str]) -> List[str]:
+  return [("—" if v is None else f"{v:.1f}") for v in PAPER.get(paper_row or "", (None,) * 4)]
 
 
 def results_table(table, labels: Mapping[str, str], paper_rows: Mapping[str, Optional[str]]
@@ -256,10 +330,23 @@ def results_table(table, labels: Mapping[str, str], paper_rows: Mapping[str, Opt
       "| paper AP_r | paper AP_c | paper AP_f | paper AP |",
       "|---|---|---|---|---|---|---|---|---|---|---|"]
   for name, label in labels.items():
+    if name not in table:
+      continue
     row = table[name]
     ours = [row.get(t, {}).get(k) for t in IOU_TYPES for k in ("AP", "AP_novel", "AP_base")]
-    paper = PAPER.get(paper_rows.get(name) or "", (None,) * 4)
-    lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in ours + list(paper)) + " |")
+    lines.append(f"| {label} | " + " | ".join(
+        [_cell(v) for v in ours] + _paper_cells(paper_rows.get(name))) + " |")
+  return lines
+
+
+def per_seed_table(table, labels: Mapping[str, str], seeds: Sequence[int],
+                   iou_type: str = "segm", key: str = "AP_novel") -> List[str]:
+  lines = ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+           "|---|" + "---|" * len(seeds)]
+  for name, label in labels.items():
+    if iou_type in table.get(name, {}):
+      values = table[name][iou_type][key].values
+      lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
   return lines
 
 
@@ -268,9 +355,47 @@ def novel_category_table(per_category, labels: Mapping[str, str]) -> List[str]:
   lines = ["| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
   for name, label in labels.items():
     if name in per_category:
-      lines.append(f"| {label} | " + " | ".join(_fmt(per_category[name].get(n))
+      lines.append(f"| {label} | " + " | ".join(f"{per_category[name].get(n, float('nan')):.1f}"
                                                for n in names) + " |")
   return lines
+
+
+def target_table(targets: Sequence[Target]) -> List[str]:
+  return ["| target | measured: mean [min–max] over seeds | holds |", "|---|---|---|",
+          *[f"| {t.claim} | {t.measured} | "
+            f"{t.holds if t.holds == spread.YES else '**' + t.holds + '**'} |"
+            for t in targets]]
+
+
+def time_lines(stage_results: Mapping[str, stages.StageResult], spec,
+               run_seconds: Optional[float] = None) -> List[str]:
+  """The run's wall time and the wall and CPU seconds of each stage."""
+  wall = sum(r.seconds for r in stage_results.values())
+  cpu = sum(r.cpu_seconds for r in stage_results.values())
+  lines = []
+  if run_seconds is not None:
+    determinism = " with op determinism" if spec.deterministic else ""
+    lines += [f"This run took {run_seconds / 60:.1f} min of wall time; detector trainings and "
+              f"evaluations ran {spec.parallel_jobs} at a time in worker processes of "
+              f"{spec.threads} TensorFlow thread(s){determinism}, so stage times add up to "
+              "more. Wall time depends on what else the machine runs; CPU seconds (all "
+              "threads of the stage's process) much less.", ""]
+  return lines + [
+      "| stage | wall s | CPU s | |", "|---|---|---|---|",
+      *[f"| {name} | {r.seconds:.0f} | {r.cpu_seconds:.0f} | "
+        f"{'reused from an earlier run' if r.cached else ''} |"
+        for name, r in stage_results.items()],
+      f"| **sum** | **{wall:.0f}** ({wall / 60:.1f} min) | **{cpu:.0f}** | |"]
+
+
+def detector_binding(stage_results: Mapping[str, stages.StageResult], name: str,
+                     seeds: Sequence[int], binding: str) -> Optional[str]:
+  """The value `binding` (e.g. 'build_classifier.kind') has in the config row `name` trained
+  with (its first seed's stage), as gin wrote it; None when the config does not bind it."""
+  result = stage_results.get(methods_lib.seeded(name, seeds[0]))
+  config = (result.config or {}).get("detector", "") if result else ""
+  found = re.search(rf"^{re.escape(binding)} = (.+)$", config, re.MULTILINE)
+  return found.group(1).strip("'\"") if found else None
 
 
 def _git_commit() -> str:
@@ -281,23 +406,43 @@ def _git_commit() -> str:
     return "unknown"
 
 
-def render_markdown(spec, table, targets: Sequence[Target],
-                    stage_results: Mapping[str, stages.StageResult],
+def header(title: str, command: str) -> List[str]:
+  return [f"# {title}", "",
+          f"Generated by `{command}` (commit {_git_commit()}, "
+          f"{datetime.datetime.now().isoformat(timespec='minutes')}). Every number below comes "
+          "from that run; the paper's numbers are LVIS v1 val, mask AP, ResNet-50 (VILD.md).",
+          ""]
+
+
+def teacher_line(teacher: Mapping, temperature_override: Optional[float]) -> str:
+  accuracy = teacher["zero_shot_accuracy"]
+  steps = teacher.get("spec", {}).get("steps")
+  return (
+      f"Teacher: a tiny CLIP trained from scratch{f' ({steps} steps)' if steps else ''} on "
+      f"{teacher['num_train_crops']} captioned crops of all categories. Zero-shot accuracy on "
+      f"{teacher['num_held_out_crops']} held-out crops with prompt-ensembled class "
+      f"embeddings: base {100 * accuracy['base']:.1f}%, novel {100 * accuracy['novel']:.1f}% "
+      f"(chance {100 * accuracy['chance']:.1f}%). Its learned temperature "
+      f"{teacher['temperature']:.3f} (CLIP's: 0.01) is every cosine classifier's below"
+      + (f" (BenchmarkSpec.temperature overrides it: {temperature_override})"
+         if temperature_override else "") + ".")
+
+
+def render_markdown(spec, pipeline, table, targets: Sequence[Target],
                     labels: Mapping[str, str], paper_rows: Mapping[str, Optional[str]],
                     counts: Mapping[str, int], command: str,
-                    per_category: Mapping[str, Mapping[str, float]]) -> str:
-  teacher = stage_results["teacher"].summary
-  world = stage_results["world"].summary
-  objects = novel_object_counts(stage_results["world"].directory)
-  accuracy = teacher["zero_shot_accuracy"]
-  total = sum(r.seconds for r in stage_results.values())
+                    per_category: Mapping[str, Mapping[str, float]],
+                    run_seconds: Optional[float] = None) -> str:
+  results = pipeline.results
+  world = results["world"].summary
+  objects = novel_object_counts(results["world"].directory)
+  text = results["text_embeddings"].summary
+  kind = detector_binding(results, methods_lib.SUPERVISED_BASE.name, spec.seeds,
+                          "build_classifier.kind") or "?"
+  precision = detector_binding(results, methods_lib.SUPERVISED_BASE.name, spec.seeds,
+                               "set_precision.policy") or "the library default ('auto')"
   lines = [
-      "# ViLD on the synthetic open-vocabulary world",
-      "",
-      f"Generated by `{command}` (commit {_git_commit()}, "
-      f"{datetime.datetime.now().isoformat(timespec='minutes')}). Every number below comes "
-      "from that run; the paper's numbers are LVIS v1 val, mask AP, ResNet-50 (VILD.md).",
-      "",
+      *header("ViLD on the synthetic open-vocabulary world", command),
       "## Setting",
       "",
       f"- World: {counts['f'] + counts['c']} base and {counts['r']} novel categories with "
@@ -306,82 +451,99 @@ def render_markdown(spec, table, targets: Sequence[Target],
       f"also show {objects['train']['novel']} novel objects, unannotated, among "
       f"{objects['train']['all']}. Validation fully annotated "
       f"({world['num_val_annotations']} annotations, {objects['val']['novel']} of them novel).",
-      f"- Teacher: a tiny CLIP trained from scratch on {teacher['num_train_crops']} captioned "
-      "crops of all categories. Zero-shot accuracy on "
-      f"{teacher['num_held_out_crops']} held-out crops with prompt-ensembled class "
-      f"embeddings: base {100 * accuracy['base']:.1f}%, novel {100 * accuracy['novel']:.1f}% "
-      f"(chance {100 * accuracy['chance']:.1f}%). Its learned temperature "
-      f"{teacher['temperature']:.3f} (CLIP's: 0.01) is every cosine classifier's below"
-      f"{' (BenchmarkSpec.temperature overrides it: ' + str(spec.temperature) + ')' if spec.temperature else ''}.",
-      f"- Detectors: every method trains `{spec.detector_gin}` "
+      f"- {teacher_line(results['teacher'].summary, spec.temperature)} Its text embeddings "
+      f"of the base categories: mean cosine {text['mean_base_cosine']:.2f} between two "
+      f"categories, highest {text['max_base_cosine']:.2f}.",
+      f"- Detectors: every row trains `{spec.detector_gin}` "
       f"{'with ' + ', '.join(spec.detector_bindings) + ' ' if spec.detector_bindings else ''}"
-      "(the same budget); distillation from "
-      f"{spec.num_proposals} proposals per training image of the supervised base-only "
-      "detector. Evaluation: the `lvis` API on the validation split over all categories; "
-      "AP_novel = APr, AP_base = mean AP over frequent + common categories.",
+      f"(the same budget), once per seed ({', '.join(map(str, spec.seeds))}: `train.seed`). "
+      f"Supervised rows classify with `build_classifier.kind = '{kind}'`"
+      f"{LEARNED_CLASSIFIERS.get(kind, '')}; the other rows with the teacher's text "
+      f"embeddings. Each seed's supervised base-only detector gives that seed's proposals: "
+      f"{spec.num_proposals} per training image for distillation, and those of CLIP on "
+      "cropped regions. World and teacher are shared by all seeds. Evaluation: the `lvis` "
+      "API on the validation split over all categories; AP_novel = APr, AP_base = mean AP "
+      "over frequent + common categories.",
+      f"- Precision: the detectors train with `set_precision.policy = {precision}`.",
       "",
       "## Results",
       "",
+      RULE,
+      "",
       *results_table(table, labels, paper_rows),
       "",
-      "CLIP on cropped regions predicts boxes only (no mask head), so it has no mask AP.",
+      "Mask AP_novel of each seed:",
       "",
-      "Mask AP of each novel category (AP_novel is their mean):",
+      *per_seed_table(table, labels, spec.seeds),
+      "",
+      "Mask AP of each novel category (mean over seeds; AP_novel is their mean):",
       "",
       *novel_category_table(per_category, labels),
       "",
       "## Targets",
       "",
-      "| target | measured | holds |",
-      "|---|---|---|",
-      *[f"| {t.claim} | {t.measured} | {'yes' if t.holds else '**no**'} |" for t in targets],
+      *target_table(targets),
       "",
       "## Figures",
       "",
-      "![AP_novel against w](ap_novel_vs_w.png)",
+      "![AP_novel and AP_base of each row](methods.png)",
       "",
       "![Detections on validation scenes with novel objects](detection_grid.png)",
       "",
-      "## Wall time",
+      "## Time",
       "",
-      "| stage | seconds | |",
-      "|---|---|---|",
-      *[f"| {name} | {r.seconds:.0f} | {'reused from an earlier run' if r.cached else ''} |"
-        for name, r in stage_results.items()],
-      f"| **total** | **{total:.0f}** ({total / 60:.1f} min) | |",
+      *time_lines(results, spec, run_seconds),
       "",
   ]
   return "\n".join(lines)
 
 
-def write_report(results_dir: str, spec, stage_results: Mapping[str, stages.StageResult],
-                 paths: Mapping[str, str], grid_path: str,
-                 command: str = "python scripts/run_synthetic_benchmark.py") -> dict:
-  """Writes metrics.json, RESULTS.md, ap_novel_vs_w.png and a copy of the detection grid."""
+# What each supervised classifier is, for the report (build_classifier.kind).
+LEARNED_CLASSIFIERS = {
+    "learned": " (cosine / temperature against learned class embeddings: ViLD-text's form "
+               "with learned rows)",
+    "linear": " (a linear layer)",
+}
+
+
+def demo_labels(spec) -> Dict[str, str]:
+  rows = spec.rows()
+  labels = {rows[0].name: rows[0].label, methods_lib.CLIP_ON_CROPS: "CLIP on cropped regions"}
+  labels.update({r.name: r.label for r in rows[1:]})
+  return labels
+
+
+def write_report(results_dir: str, spec, pipeline, grid_path: str,
+                 command: str = "python scripts/run_synthetic_benchmark.py",
+                 run_seconds: Optional[float] = None) -> dict:
+  """Writes metrics.json, RESULTS.md, methods.png and a copy of the detection grid."""
   os.makedirs(results_dir, exist_ok=True)
-  counts = category_counts(paths["val_json"])
-  table = summarize(stage_results, counts)
-  methods = spec.methods()
-  labels = {methods_lib.SUPERVISED_BASE.name: methods_lib.SUPERVISED_BASE.label,
-            methods_lib.ORACLE.name: methods_lib.ORACLE.label,
-            methods_lib.CLIP_ON_CROPS: "CLIP on cropped regions"}
-  labels.update({m.name: m.label for m in methods[2:]})
-  paper_rows = {m.name: m.paper_row for m in methods}
+  results = pipeline.results
+  val_json = os.path.join(results["world"].directory, "val.json")
+  counts = category_counts(val_json)
+  labels = demo_labels(spec)
+  table, per_seed = row_table(results, list(labels), spec.seeds, counts)
+  paper_rows = {r.name: r.paper_row for r in spec.rows()}
   paper_rows[methods_lib.CLIP_ON_CROPS] = "CLIP on cropped regions"
   targets = check_targets(table, spec)
-  per_category = novel_category_ap(paths["val_json"], detection_files(stage_results))
+  per_category = novel_category_means(results, list(labels), spec.seeds)
   metrics = {
-      "table": table, "category_counts": counts, "novel_category_ap": per_category,
+      "seeds": list(spec.seeds), "table": spread.to_json(table), "per_seed": per_seed,
+      "category_counts": counts, "novel_category_ap": per_category,
       "targets": [dataclasses.asdict(t) for t in targets],
-      "teacher": stage_results["teacher"].summary,
-      "seconds": {name: r.seconds for name, r in stage_results.items()},
-      "cached": {name: r.cached for name, r in stage_results.items()},
+      "teacher": results["teacher"].summary,
+      "text_embeddings": results["text_embeddings"].summary,
+      "seconds": {name: r.seconds for name, r in results.items()},
+      "cpu_seconds": {name: r.cpu_seconds for name, r in results.items()},
+      "cached": {name: r.cached for name, r in results.items()},
+      "run_seconds": run_seconds,
   }
   io.write_text_atomic(os.path.join(results_dir, "metrics.json"),
                        json.dumps(metrics, indent=1) + "\n")
-  plot_weight_sweep(os.path.join(results_dir, "ap_novel_vs_w.png"), table, spec)
+  plot_rows(os.path.join(results_dir, "methods.png"), table, labels)
   with io.atomic_path(os.path.join(results_dir, "detection_grid.png")) as tmp:
     shutil.copyfile(grid_path, tmp)
   io.write_text_atomic(os.path.join(results_dir, "RESULTS.md"), render_markdown(
-      spec, table, targets, stage_results, labels, paper_rows, counts, command, per_category))
+      spec, pipeline, table, targets, labels, paper_rows, counts, command, per_category,
+      run_seconds))
   return metrics
