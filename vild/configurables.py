@@ -18,6 +18,8 @@ MODULES = (
     "vild.evaluation.experiment",
     "vild.losses",
     "vild.modeling.factory",
+    "vild.synthetic_benchmark.ablations",
+    "vild.synthetic_benchmark.clip_on_crops",
     "vild.synthetic_benchmark.synthetic",
     "vild.teacher.clip_teacher",
     "vild.teacher.crops",
