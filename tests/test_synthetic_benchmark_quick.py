@@ -29,6 +29,8 @@ def _run(script, work_dir, *flags):
                         f"--work_dir={work_dir}", *flags], env=env, cwd=REPO,
                        capture_output=True, text=True)
   assert run.returncode == 0, run.stderr[-3000:]
+  # Worker processes are as quiet as the script: no ~1 KB grappler cost-model warnings.
+  assert "op_level_cost_estimator" not in run.stderr, run.stderr[-3000:]
   return run
 
 

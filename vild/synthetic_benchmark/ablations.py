@@ -32,8 +32,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import gin
 
 from vild import text_embeddings as text_embeddings_lib
-from vild.data import input_pipeline
-from vild.inference import checkpoint as checkpoint_lib
 from vild.synthetic_benchmark import ablation_report
 from vild.synthetic_benchmark import clip_on_crops
 from vild.synthetic_benchmark import diagnostics
@@ -152,13 +150,8 @@ def run_diagnostics(directory: str, base_dir: str, teacher_dir: str, paths: Dict
   matrix, vocabulary = text_embeddings_lib.load(paths["text_embeddings"])
   clip_spec = clip_on_crops.ClipOnCropsSpec()
   teacher = clip_teacher.load_clip_teacher(teacher_dir)
-  with benchmark.gin_config([], []):
-    loaded = checkpoint_lib.load_model(os.path.join(base_dir, "model"))
-    evaluator = clip_on_crops.ClipOnCropsEvaluator(
-        loaded.model, vocabulary, matrix, teacher, clip_spec, temperature, metric="lvis",
-        annotation_file=paths["val_json"])
-    dataset = input_pipeline.build_dataset(paths["val"], vocabulary, is_training=False,
-                                           batch_size=10)
+  with benchmark.clip_on_crops_evaluation(base_dir, teacher, clip_spec, paths,
+                                          temperature) as (evaluator, dataset):
     embedder = crops.RegionEmbedder(teacher, scales=clip_spec.crop_scales, batch_size=256)
     validation = diagnostics.investigate(
         diagnostics.validation_images(evaluator, dataset),

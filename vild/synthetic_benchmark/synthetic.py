@@ -63,6 +63,7 @@ from vild.teacher import pretraining
 from vild.teacher import vocabulary_embeddings
 from vild.training import determinism
 from vild.training import experiment as training_experiment
+from vild.utils import cli
 
 # Record sets: name -> (annotation file of the world, drop novel annotations).
 RECORD_SETS = {"train": ("train.json", True), "train_full": ("train_full.json", False),
@@ -299,19 +300,27 @@ def add_region_embeddings(directory: str, proposals_dir: str, teacher_dir: str,
   return {"shards": len(result["written"])}
 
 
-def run_clip_on_crops(directory: str, clip_spec: clip_on_crops.ClipOnCropsSpec,
-                      detector_dir: str, teacher_dir: str, paths: Dict[str, str],
-                      temperature: float) -> dict:
-  """CLIP on cropped regions over val with the base-only detector's proposals and heads."""
+@contextlib.contextmanager
+def clip_on_crops_evaluation(detector_dir: str, teacher, clip_spec: clip_on_crops.ClipOnCropsSpec,
+                             paths: Dict[str, str], temperature: float):
+  """(ClipOnCropsEvaluator, val dataset) over a base-only detector's run, inside its gin."""
   matrix, vocabulary = text_embeddings_lib.load(paths["text_embeddings"])
-  teacher = clip_teacher.load_clip_teacher(teacher_dir)
   with gin_config([], []):
     loaded = checkpoint_lib.load_model(os.path.join(detector_dir, "model"))
     evaluator = clip_on_crops.ClipOnCropsEvaluator(
         loaded.model, vocabulary, matrix, teacher, clip_spec, temperature, metric="lvis",
         annotation_file=paths["val_json"])
-    dataset = input_pipeline.build_dataset(paths["val"], vocabulary, is_training=False,
-                                           batch_size=10)
+    yield evaluator, input_pipeline.build_dataset(paths["val"], vocabulary, is_training=False,
+                                                  batch_size=10)
+
+
+def run_clip_on_crops(directory: str, clip_spec: clip_on_crops.ClipOnCropsSpec,
+                      detector_dir: str, teacher_dir: str, paths: Dict[str, str],
+                      temperature: float) -> dict:
+  """CLIP on cropped regions over val with the base-only detector's proposals and heads."""
+  teacher = clip_teacher.load_clip_teacher(teacher_dir)
+  with clip_on_crops_evaluation(detector_dir, teacher, clip_spec, paths,
+                                temperature) as (evaluator, dataset):
     metrics = evaluator.evaluate(dataset, os.path.join(directory, "eval"), step=0)
   with open(os.path.join(directory, METRICS_FILE), "w", encoding="utf-8") as f:
     json.dump({"clip_on_crops": dataclasses.asdict(clip_spec), "metrics": metrics}, f,
@@ -352,6 +361,7 @@ def draw_detection_grid(directory: str, spec: BenchmarkSpec, stage_dirs: Dict[st
 def worker_setup(threads: int, deterministic: bool, search_paths: Sequence[str]) -> None:
   """Runs first in each worker process of a pipeline (`stages.StageRunner.run_all`)."""
   logging.set_verbosity(logging.INFO)  # the training's progress lines, as in the main process
+  cli.quiet_worker_logs()  # grappler's cost-model warnings, as in the main process
   if deterministic:
     determinism.set_determinism(deterministic=True, num_threads=threads)
     # Random ops must then have a seed, also outside training (building a restored model

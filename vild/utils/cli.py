@@ -117,6 +117,13 @@ def quiet_abseil_logs() -> bool:
   return True
 
 
+def quiet_worker_logs() -> None:
+  """In a worker process a script started (multiprocessing spawn passes it the script's
+  argv): TensorFlow's C++ warnings as quiet as in the script, unless --verbose."""
+  if not _verbose_in_argv(sys.argv):
+    quiet_abseil_logs()
+
+
 def _raised_by_vild(error: BaseException) -> bool:
   """True when a `raise` statement in vild's (or a script's) own code raised `error`.
 
