@@ -147,12 +147,12 @@ def test_a_work_dir_holds_one_run_at_a_time(tmp_path):
   holder = context.Process(target=hold_lock, args=(str(tmp_path), ready, release))
   holder.start()
   try:
-    assert ready.wait(60)
+    assert ready.wait(600)  # a spawned child imports TensorFlow: slow on a loaded machine
     with pytest.raises(RuntimeError, match=f"in use by another run \\(process {holder.pid}\\)"):
       with stages.work_dir_lock(str(tmp_path)):
         pass
   finally:
     release.set()
-    holder.join(30)
+    holder.join(600)
   with stages.work_dir_lock(str(tmp_path)):  # free again once the holder is gone
     pass
