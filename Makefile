@@ -4,7 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vild-installed
 OPENCV := $(shell sed -n 's/^OPENCV = "\(.*\)"/\1/p' setup.py)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow's C++ log off, as vild's scripts set it (level 2 still printed the cuInit error line
+# of every CPU-only process: 16 in one make demo); a level you set is kept; a script's --verbose
+# shows everything.
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: install demo ablations mechanics-demo test bench clean
 
