@@ -26,29 +26,16 @@ from absl import logging  # noqa: E402
 
 from vild.synthetic_benchmark import ablations  # noqa: E402
 from vild.synthetic_benchmark import synthetic as benchmark  # noqa: E402
-from vild.utils import gin_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-flags.DEFINE_bool("quick", False, "Tiny world, teacher and schedule (configs/synthetic/quick.gin); "
-                  "checks the mechanics, not the findings.")
-flags.DEFINE_string("work_dir", None, "Stage directories, shared with the demo; default "
-                    "runs/synthetic (runs/synthetic_quick with --quick).")
-flags.DEFINE_string("results_dir", None, "ABLATIONS.md, ablations.json and figures; default "
-                    "results/synthetic (<work_dir>/results with --quick).")
-flags.DEFINE_list("force", [], "Stages to recompute ('all' for every stage); the stages "
-                  "after them follow.")
-gin_config.define_flags()  # --gin_file (default configs/synthetic/benchmark.gin, quick.gin
-# with --quick), --gin_param (e.g. 'AblationSpec.num_proposals = (8, 128)')
-FLAGS = flags.FLAGS
+benchmark.define_run_flags("ABLATIONS.md, ablations.json and figures")
+flags.adopt_module_key_flags(benchmark)  # --help lists them
 
 
 def main(argv):
   del argv
-  work_dir, results_dir = benchmark.configure_run(REPO, FLAGS.quick, FLAGS.work_dir,
-                                                  FLAGS.results_dir, FLAGS.gin_file,
-                                                  FLAGS.gin_param)
-  force = True if "all" in FLAGS.force else FLAGS.force
+  work_dir, results_dir, force = benchmark.configure_run(REPO)
   start = time.time()
   command = " ".join(["python scripts/run_ablations.py"] + [shlex.quote(a) for a in sys.argv[1:]])
   metrics = ablations.run_ablations(work_dir, results_dir, force=force, command=command)

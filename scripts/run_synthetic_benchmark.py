@@ -27,29 +27,16 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from vild.synthetic_benchmark import synthetic  # noqa: E402
-from vild.utils import gin_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-flags.DEFINE_bool("quick", False, "Tiny world, teacher and schedule (configs/synthetic/quick.gin); "
-                  "checks the mechanics, not the findings.")
-flags.DEFINE_string("work_dir", None, "Stage directories; default runs/synthetic "
-                    "(runs/synthetic_quick with --quick).")
-flags.DEFINE_string("results_dir", None, "RESULTS.md, metrics.json and figures; default "
-                    "results/synthetic (<work_dir>/results with --quick).")
-flags.DEFINE_list("force", [], "Stages to recompute ('all' for every stage); the stages "
-                  "after them follow.")
-gin_config.define_flags()  # --gin_file (default configs/synthetic/benchmark.gin, quick.gin
-# with --quick), --gin_param (e.g. 'BenchmarkSpec.seeds = (0, 1, 2, 3, 4)')
-FLAGS = flags.FLAGS
+synthetic.define_run_flags("RESULTS.md, metrics.json and figures")
+flags.adopt_module_key_flags(synthetic)  # --help lists them
 
 
 def main(argv):
   del argv
-  work_dir, results_dir = synthetic.configure_run(REPO, FLAGS.quick, FLAGS.work_dir,
-                                                  FLAGS.results_dir, FLAGS.gin_file,
-                                                  FLAGS.gin_param)
-  force = True if "all" in FLAGS.force else FLAGS.force
+  work_dir, results_dir, force = synthetic.configure_run(REPO)
   start = time.time()
   command = " ".join(["python scripts/run_synthetic_benchmark.py"] +
                      [shlex.quote(a) for a in sys.argv[1:]])

@@ -34,6 +34,7 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from absl import flags
 from absl import logging
 import gin
 import numpy as np
@@ -583,24 +584,43 @@ def run_demo_rows(pipeline: Pipeline) -> None:
                     [pipeline.clip_on_crops_job(seed) for seed in spec.seeds])
 
 
-def configure_run(repo: str, quick: bool, work_dir: Optional[str], results_dir: Optional[str],
-                  gin_files: Sequence[str], gin_params: Sequence[str]) -> Tuple[str, str]:
-  """Parses the run's gin config and returns (work_dir, results_dir), defaults filled in.
+def define_run_flags(outputs: str) -> None:
+  """The flags of scripts/run_synthetic_benchmark.py and scripts/run_ablations.py.
 
-  The defaults the demo and the ablations share: configs/synthetic/benchmark.gin (quick.gin
+  Args:
+    outputs: what the script writes into --results_dir, for --help.
+  """
+  from vild.utils import gin_config  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_bool("quick", False, "Tiny world, teacher and schedule "
+                    "(configs/synthetic/quick.gin); checks the mechanics, not the findings.")
+  flags.DEFINE_string("work_dir", None, "Stage directories (the demo and the ablations share "
+                      "them); default runs/synthetic (runs/synthetic_quick with --quick).")
+  flags.DEFINE_string("results_dir", None, f"{outputs}; default results/synthetic "
+                      "(<work_dir>/results with --quick).")
+  flags.DEFINE_list("force", [], "Stages to recompute ('all' for every stage); the stages "
+                    "after them follow.")
+  gin_config.define_flags()  # --gin_file (default configs/synthetic/benchmark.gin, quick.gin
+  # with --quick), --gin_param (e.g. 'BenchmarkSpec.seeds = (0, 1, 2, 3, 4)')
+
+
+def configure_run(repo: str) -> Tuple[str, str, Union[bool, List[str]]]:
+  """Parses the run's gin config from the flags of `define_run_flags`; returns (work_dir,
+  results_dir, force) with the defaults filled in: configs/synthetic/benchmark.gin (quick.gin
   with --quick), <repo>/runs/synthetic (synthetic_quick), results in <repo>/results/synthetic
   (<work_dir>/results with --quick).
   """
   from vild.utils import gin_config  # pylint: disable=g-import-not-at-top
-  gin_files = list(gin_files or
+  run_flags = flags.FLAGS
+  quick = run_flags.quick
+  gin_files = list(run_flags.gin_file or
                    [f"configs/synthetic/{'quick' if quick else 'benchmark'}.gin"])
-  work_dir = work_dir or os.path.join(repo, "runs",
-                                      "synthetic_quick" if quick else "synthetic")
-  results_dir = results_dir or (os.path.join(work_dir, "results") if quick
-                                else os.path.join(repo, "results", "synthetic"))
+  work_dir = run_flags.work_dir or os.path.join(repo, "runs",
+                                                "synthetic_quick" if quick else "synthetic")
+  results_dir = run_flags.results_dir or (os.path.join(work_dir, "results") if quick
+                                          else os.path.join(repo, "results", "synthetic"))
   gin.add_config_file_search_path(repo)  # configs/... resolve from any working directory
-  gin_config.parse(gin_files, gin_params)
-  return work_dir, results_dir
+  gin_config.parse(gin_files, run_flags.gin_param)
+  return work_dir, results_dir, (True if "all" in run_flags.force else run_flags.force)
 
 
 def run_benchmark(work_dir: str, results_dir: Optional[str] = None,
