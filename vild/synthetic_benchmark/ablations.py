@@ -67,8 +67,8 @@ class AblationSpec:
       reported as not run. The CLIP-on-crops investigation, ViLD-text + CLIP and the
       evaluation noise train nothing and always run.
   """
-  weights: Tuple[float, ...] = (1.0, 2.0)
-  num_proposals: Tuple[int, ...] = (8, 16, 64)
+  weights: Tuple[float, ...] = (2.0,)
+  num_proposals: Tuple[int, ...] = (8, 64)
   teacher_steps: Tuple[int, ...] = (375, 750)
   clip_proposals: Tuple[int, ...] = (10, 30)
   bootstrap_resamples: int = 20
