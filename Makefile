@@ -37,8 +37,12 @@ ablations: install
 mechanics-demo: install
 	$(PY) scripts/demo.py
 
+# Two pytest workers (pytest-xdist), one test module each at a time so a module's fixtures are
+# built once; the modules marked `pipeline` go first (tests/conftest.py). TEST_WORKERS=0 runs
+# in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Regenerates BENCHMARKS.md (sized for under 20 minutes on 2 cores; docs/benchmarks.md).
 bench: install

@@ -47,6 +47,6 @@ setuptools.setup(
         # Region embeddings at LVIS scale (vild.distillation_data.beam_pipeline). Installs next
         # to the pins above; it holds protobuf < 7 and pyarrow < 26, below their newest.
         "beam": [BEAM],
-        "test": ["pytest==9.2.0", BEAM],
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.2", BEAM],
     },
 )

@@ -26,6 +26,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.pipeline  # minutes: collected first (tests/conftest.py)
+
 SECTION = "## ViLD on LVIS, step by step"
 TRAIN_STEPS = 4
 TEST_SIZES = [

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.pipeline  # minutes: collected first (tests/conftest.py)
+
 DEMO_ROWS = ("supervised_base", "clip_on_crops", "vild_text", "vild_w0.5", "vild_ensemble_w0.5")
 SEEDS = (0, 1)  # configs/synthetic/quick.gin
 FINDINGS = {"text_plus_clip", "text_without_vision", "distillation_loss", "prompt_ensemble",
